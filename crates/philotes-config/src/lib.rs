@@ -1,0 +1,262 @@
+//! Layered configuration for `philotes run` and the commands that read the lake.
+//!
+//! Every key can come from four places, highest first: a command-line flag, a `PHILOTES_*`
+//! environment variable, a TOML file (`--config`), and the built-in default. The CLI fills a
+//! [`Layer`] from flags and environment (clap does both), [`Layer::from_toml`] reads the file,
+//! and [`Layer::resolve`] merges them and checks the result into [`Settings`].
+//!
+//! [`KEYS`] lists every key with its flag, variable, default and a line of documentation; the
+//! README's reference table is checked against it by a test, so the two cannot drift apart.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use philotes_core::{Error, ErrorKind, Result, Secret};
+use serde::Deserialize;
+
+mod keys;
+pub use keys::{KEYS, KeyDoc};
+
+/// One layer of configuration: every field optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub source: Option<Secret>,
+    pub publication: Option<String>,
+    pub tables: Option<Vec<String>>,
+    pub slot: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub namespace: Option<String>,
+    pub catalog_name: Option<String>,
+    pub catalog_uri: Option<String>,
+    pub catalog_token: Option<Secret>,
+    pub catalog_credential: Option<Secret>,
+    pub catalog_warehouse: Option<String>,
+    pub catalog_prefix: Option<String>,
+    pub warehouse: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
+    pub s3_path_style: Option<bool>,
+    pub flush_interval: Option<String>,
+    pub flush_rows: Option<u64>,
+    pub batch_rows: Option<usize>,
+    pub until_caught_up: Option<bool>,
+}
+
+macro_rules! merge_fields {
+    ($hi:expr, $lo:expr, $($f:ident),*) => {
+        Layer { $($f: $hi.$f.or($lo.$f)),* }
+    };
+}
+
+impl Layer {
+    /// Read a TOML file layer; unknown keys are an error (a typo must not be ignored).
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Layer> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot read the configuration file {}", path.display()),
+            )
+            .with_source(e)
+        })?;
+        Self::from_toml(&text).map_err(|e| e.with("file", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Layer> {
+        toml::from_str(text).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the configuration file is not valid: {}",
+                    e.message()
+                ),
+            )
+        })
+    }
+
+    /// This layer over `lower`: a value set here wins.
+    pub fn over(self, lower: Layer) -> Layer {
+        merge_fields!(
+            self,
+            lower,
+            source,
+            publication,
+            tables,
+            slot,
+            data_dir,
+            namespace,
+            catalog_name,
+            catalog_uri,
+            catalog_token,
+            catalog_credential,
+            catalog_warehouse,
+            catalog_prefix,
+            warehouse,
+            s3_endpoint,
+            s3_region,
+            s3_access_key_id,
+            s3_secret_access_key,
+            s3_path_style,
+            flush_interval,
+            flush_rows,
+            batch_rows,
+            until_caught_up
+        )
+    }
+
+    /// Apply defaults and check the merged configuration.
+    pub fn resolve(self) -> Result<Settings> {
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./philotes-data"));
+        let catalog = match self.catalog_uri.filter(|u| !u.is_empty()) {
+            None => CatalogSettings::Sql {
+                uri: format!("sqlite://{}?mode=rwc", data_dir.join("catalog.db").display()),
+            },
+            Some(uri) => CatalogSettings::Rest {
+                uri,
+                token: self.catalog_token.filter(|s| !s.is_empty()),
+                credential: self.catalog_credential.filter(|s| !s.is_empty()),
+                warehouse: self.catalog_warehouse.filter(|s| !s.is_empty()),
+                prefix: self.catalog_prefix.filter(|s| !s.is_empty()),
+            },
+        };
+        let warehouse = match self.warehouse.filter(|w| !w.is_empty()) {
+            Some(w) => w,
+            None => {
+                let dir = absolute(&data_dir.join("warehouse"))?;
+                format!("file://{}", dir.display())
+            }
+        };
+        if !(warehouse.starts_with("file://") || warehouse.starts_with("s3://")) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "warehouse `{warehouse}` is neither a file:// nor an s3:// location; \
+                     set --warehouse to e.g. s3://bucket/lake or leave it empty for DATA_DIR/warehouse"
+                ),
+            ));
+        }
+        let flush_interval = match self.flush_interval {
+            Some(s) => parse_duration(&s)?,
+            None => Duration::from_secs(5),
+        };
+        let batch_rows = self.batch_rows.unwrap_or(16_384);
+        if batch_rows == 0 {
+            return Err(Error::new(ErrorKind::Config, "batch_rows must be at least 1"));
+        }
+        let flush_rows = self.flush_rows.unwrap_or(1_000_000);
+        if flush_rows == 0 {
+            return Err(Error::new(ErrorKind::Config, "flush_rows must be at least 1"));
+        }
+        let namespace = self.namespace.filter(|n| !n.is_empty());
+        Ok(Settings {
+            source: self.source.filter(|s| !s.is_empty()),
+            publication: self.publication.unwrap_or_else(|| "philotes".into()),
+            tables: self.tables.unwrap_or_default(),
+            slot: self.slot.unwrap_or_else(|| "philotes".into()),
+            data_dir,
+            namespace,
+            catalog_name: self.catalog_name.unwrap_or_else(|| "philotes".into()),
+            catalog,
+            warehouse,
+            s3: S3Settings {
+                endpoint: self.s3_endpoint.filter(|s| !s.is_empty()),
+                region: self.s3_region.unwrap_or_else(|| "us-east-1".into()),
+                access_key_id: self.s3_access_key_id.filter(|s| !s.is_empty()),
+                secret_access_key: self.s3_secret_access_key.filter(|s| !s.is_empty()),
+                path_style: self.s3_path_style.unwrap_or(false),
+            },
+            flush_interval,
+            flush_rows,
+            batch_rows,
+            until_caught_up: self.until_caught_up.unwrap_or(false),
+        })
+    }
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot make {} an absolute path", p.display()),
+        )
+        .with_source(e)
+    })
+}
+
+/// Parse `500ms`, `5s`, `2m` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&t[..i], t[i..].trim()),
+        None => (t, "s"),
+    };
+    let bad = || {
+        Error::new(
+            ErrorKind::Config,
+            format!("`{s}` is not a duration: write e.g. `500ms`, `5s` or `2m`"),
+        )
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The source connection URL; `None` for commands that only read the lake.
+    pub source: Option<Secret>,
+    pub publication: String,
+    /// Tables for a publication Philotes creates (`schema.table`); empty: all tables.
+    pub tables: Vec<String>,
+    pub slot: String,
+    pub data_dir: PathBuf,
+    /// Put every table into this namespace as `<schema>__<table>`.
+    pub namespace: Option<String>,
+    pub catalog_name: String,
+    pub catalog: CatalogSettings,
+    /// `file://…` or `s3://…`.
+    pub warehouse: String,
+    pub s3: S3Settings,
+    pub flush_interval: Duration,
+    pub flush_rows: u64,
+    pub batch_rows: usize,
+    pub until_caught_up: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum CatalogSettings {
+    /// The embedded SQL catalog (SQLite by default).
+    Sql { uri: String },
+    /// An Iceberg REST catalog (Lakekeeper in production).
+    Rest {
+        uri: String,
+        token: Option<Secret>,
+        credential: Option<Secret>,
+        warehouse: Option<String>,
+        prefix: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub path_style: bool,
+}
+
+#[cfg(test)]
+mod tests;

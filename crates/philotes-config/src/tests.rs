@@ -1,0 +1,90 @@
+use super::*;
+
+#[test]
+fn flag_beats_file_beats_default() {
+    let file = Layer::from_toml(
+        r#"
+        slot = "from_file"
+        publication = "pub_file"
+        flush_interval = "250ms"
+        "#,
+    )
+    .unwrap();
+    let flags = Layer {
+        slot: Some("from_flag".into()),
+        ..Layer::default()
+    };
+    let s = flags.over(file).resolve().unwrap();
+    assert_eq!(s.slot, "from_flag");
+    assert_eq!(s.publication, "pub_file");
+    assert_eq!(s.flush_interval, Duration::from_millis(250));
+    assert_eq!(s.batch_rows, 16_384);
+    assert!(matches!(s.catalog, CatalogSettings::Sql { .. }));
+    assert!(s.warehouse.starts_with("file:///"));
+    assert!(s.warehouse.ends_with("philotes-data/warehouse"));
+}
+
+#[test]
+fn unknown_file_keys_are_errors() {
+    let err = Layer::from_toml("slott = 'x'").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("slott"), "{err}");
+}
+
+#[test]
+fn secrets_never_print() {
+    let l = Layer::from_toml(
+        r#"source = "postgres://u:hunter2@h/db"
+           s3_secret_access_key = "s3cr3t""#,
+    )
+    .unwrap();
+    let s = l.resolve().unwrap();
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("hunter2") && !shown.contains("s3cr3t"), "{shown}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+    assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+    assert!(parse_duration("fast").is_err());
+    assert!(parse_duration("5 parsecs").is_err());
+}
+
+#[test]
+fn bad_warehouse_says_what_to_do() {
+    let l = Layer {
+        warehouse: Some("/tmp/x".into()),
+        ..Layer::default()
+    };
+    let err = l.resolve().unwrap_err();
+    assert!(err.to_string().contains("s3://bucket"), "{err}");
+}
+
+#[test]
+fn every_layer_field_is_documented() {
+    // The TOML keys of Layer and KEYS must agree: a field without a doc line fails here.
+    let fields = [
+        "source", "publication", "tables", "slot", "data_dir", "namespace", "catalog_name",
+        "catalog_uri", "catalog_token", "catalog_credential", "catalog_warehouse",
+        "catalog_prefix", "warehouse", "s3_endpoint", "s3_region", "s3_access_key_id",
+        "s3_secret_access_key", "s3_path_style", "flush_interval", "flush_rows", "batch_rows",
+        "until_caught_up",
+    ];
+    for f in fields {
+        assert!(KEYS.iter().any(|k| k.key == f), "{f} has no KeyDoc");
+        // and each is accepted by the file layer
+        let v = match f {
+            "tables" => "[]".to_string(),
+            "s3_path_style" | "until_caught_up" => "true".to_string(),
+            "flush_rows" | "batch_rows" => "1".to_string(),
+            _ => "'x'".to_string(),
+        };
+        assert!(Layer::from_toml(&format!("{f} = {v}")).is_ok(), "{f}");
+    }
+    assert_eq!(KEYS.len(), fields.len());
+    for k in KEYS {
+        assert!(k.env.starts_with("PHILOTES_") && k.flag.starts_with("--") && !k.doc.is_empty());
+    }
+}

@@ -1,0 +1,13 @@
+//! The Iceberg sink of Philotes.
+//!
+//! - [`catalog`]: the embedded SQL catalog or a REST catalog, with a local or S3 warehouse.
+//! - [`table`]: changelog tables (schema, Parquet files, commits that record a watermark).
+//! - [`convert`] and [`parse`]: PostgreSQL text values into Arrow arrays, exactly.
+
+pub mod catalog;
+pub mod convert;
+pub mod parse;
+pub mod table;
+
+pub use catalog::open_catalog;
+pub use table::{ChangelogTable, ConvertError, TableProgress, table_ident};

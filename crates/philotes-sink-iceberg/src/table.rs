@@ -1,0 +1,459 @@
+//! One changelog table: its schema, its open Parquet files, and exactly-once commits.
+//!
+//! Rows are converted into Arrow builders; every `batch_rows` rows the builders are encoded into
+//! the table's open (rolling) Parquet file, so a large transaction streams to disk instead of
+//! memory. Nothing becomes visible until [`ChangelogTable::commit`], which appends the files in
+//! one Iceberg snapshot whose summary records the table's watermark: every source transaction
+//! that committed before the watermark LSN is in the table, none after. After a crash the
+//! pipeline reads the watermark back and skips what the table already holds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use iceberg::spec::{DataFileFormat, ListType, NestedField, PrimitiveType, Schema, Type};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use philotes_core::{Cell, ColumnDesc, ColumnType, Error, ErrorKind, Lsn, Op, Result, TableName};
+
+use crate::catalog::sink_error;
+use crate::convert::{ColumnBuilder, Value, parse_value};
+
+pub const OP_COLUMN: &str = "_cdc_op";
+pub const LSN_COLUMN: &str = "_cdc_lsn";
+pub const SEQ_COLUMN: &str = "_cdc_seq";
+pub const TS_COLUMN: &str = "_cdc_ts";
+pub const UNCHANGED_COLUMN: &str = "_cdc_unchanged";
+const META_COLUMNS: [&str; 5] = [OP_COLUMN, LSN_COLUMN, SEQ_COLUMN, TS_COLUMN, UNCHANGED_COLUMN];
+
+/// Snapshot summary keys Philotes writes on every commit.
+pub const WATERMARK_KEY: &str = "philotes.watermark-lsn";
+pub const SNAPSHOT_KEY: &str = "philotes.snapshot-lsn";
+pub const SOURCE_KEY: &str = "philotes.source-table";
+
+/// Target size of one Parquet data file.
+const TARGET_FILE_BYTES: usize = 128 * 1024 * 1024;
+
+/// What a table's snapshots say about its progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableProgress {
+    /// Every source transaction that committed before this LSN is in the table.
+    pub watermark: Option<Lsn>,
+    /// The consistent point of the initial copy, once that copy is committed.
+    pub snapshot_lsn: Option<Lsn>,
+}
+
+/// A value that could not be converted: which column, and why.
+#[derive(Debug, Clone)]
+pub struct ConvertError {
+    pub column: String,
+    pub message: String,
+}
+
+type Writer = DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// A changelog table open for writing.
+pub struct ChangelogTable {
+    catalog: Arc<dyn Catalog>,
+    table: Table,
+    pub source: TableName,
+    columns: Vec<ColumnDesc>,
+    arrow_schema: SchemaRef,
+    builders: Vec<ColumnBuilder>,
+    buffered: usize,
+    batch_rows: usize,
+    writer: Option<Writer>,
+    pending: u64,
+    progress: TableProgress,
+    values: Vec<Value<'static>>,
+}
+
+/// The Iceberg table name for a source table.
+pub fn table_ident(source: &TableName, namespace: Option<&str>) -> TableIdent {
+    match namespace {
+        Some(ns) => TableIdent::new(
+            NamespaceIdent::new(ns.to_string()),
+            format!("{}__{}__changelog", source.schema, source.name),
+        ),
+        None => TableIdent::new(
+            NamespaceIdent::new(source.schema.clone()),
+            format!("{}__changelog", source.name),
+        ),
+    }
+}
+
+fn iceberg_type(ty: &ColumnType, next_id: &mut i32) -> Type {
+    Type::Primitive(match ty {
+        ColumnType::Int32 => PrimitiveType::Int,
+        ColumnType::Int64 => PrimitiveType::Long,
+        ColumnType::Float32 => PrimitiveType::Float,
+        ColumnType::Float64 => PrimitiveType::Double,
+        ColumnType::Decimal { precision, scale } => PrimitiveType::Decimal {
+            precision: u32::from(*precision),
+            scale: u32::from(*scale),
+        },
+        ColumnType::Bool => PrimitiveType::Boolean,
+        ColumnType::Text => PrimitiveType::String,
+        ColumnType::Bytea => PrimitiveType::Binary,
+        ColumnType::Date => PrimitiveType::Date,
+        ColumnType::Time => PrimitiveType::Time,
+        ColumnType::Timestamp => PrimitiveType::Timestamp,
+        ColumnType::Timestamptz => PrimitiveType::Timestamptz,
+        ColumnType::Uuid => PrimitiveType::Uuid,
+        ColumnType::List(elem) => {
+            *next_id += 1;
+            let id = *next_id;
+            let elem_ty = iceberg_type(elem, next_id);
+            return Type::List(ListType::new(NestedField::list_element(id, elem_ty, false).into()));
+        }
+    })
+}
+
+/// The changelog schema: the source columns, then the `_cdc_*` columns.
+pub fn changelog_schema(columns: &[ColumnDesc]) -> Result<Schema> {
+    let top = i32::try_from(columns.len() + META_COLUMNS.len())
+        .map_err(|_| Error::new(ErrorKind::Invalid, "too many columns"))?;
+    // Top-level fields are numbered first, nested ones after (as Iceberg itself assigns them).
+    let mut next_id = top;
+    let mut fields = Vec::with_capacity(top as usize);
+    for (i, c) in columns.iter().enumerate() {
+        if META_COLUMNS.contains(&c.name.as_str()) {
+            return Err(Error::new(
+                ErrorKind::SchemaChange,
+                format!("source column {} clashes with a Philotes metadata column; rename it", c.name),
+            ));
+        }
+        let ty = iceberg_type(&c.ty, &mut next_id);
+        fields.push(NestedField::optional(i as i32 + 1, c.name.clone(), ty).into());
+    }
+    let base = columns.len() as i32;
+    fields.push(NestedField::required(base + 1, OP_COLUMN, Type::Primitive(PrimitiveType::String)).into());
+    fields.push(NestedField::required(base + 2, LSN_COLUMN, Type::Primitive(PrimitiveType::Long)).into());
+    fields.push(NestedField::required(base + 3, SEQ_COLUMN, Type::Primitive(PrimitiveType::Long)).into());
+    fields.push(NestedField::required(base + 4, TS_COLUMN, Type::Primitive(PrimitiveType::Timestamptz)).into());
+    next_id += 1;
+    let elem = NestedField::list_element(next_id, Type::Primitive(PrimitiveType::String), true);
+    fields.push(NestedField::optional(base + 5, UNCHANGED_COLUMN, Type::List(ListType::new(elem.into()))).into());
+    Schema::builder()
+        .with_fields(fields)
+        .build()
+        .map_err(|e| sink_error("cannot build the changelog schema", e))
+}
+
+/// Read the newest Philotes progress from a table's snapshot history (other writers may have
+/// committed after us without our summary keys).
+pub fn read_progress(table: &Table) -> Result<TableProgress> {
+    let md = table.metadata();
+    let mut snap = md.current_snapshot().cloned();
+    while let Some(s) = snap {
+        let props = &s.summary().additional_properties;
+        if let Some(w) = props.get(WATERMARK_KEY) {
+            let watermark = Some(w.parse::<Lsn>()?);
+            let snapshot_lsn = match props.get(SNAPSHOT_KEY) {
+                Some(v) if !v.is_empty() => Some(v.parse::<Lsn>()?),
+                _ => None,
+            };
+            return Ok(TableProgress {
+                watermark,
+                snapshot_lsn,
+            });
+        }
+        snap = s.parent_snapshot_id().and_then(|id| md.snapshot_by_id(id).cloned());
+    }
+    Ok(TableProgress::default())
+}
+
+impl ChangelogTable {
+    /// Load the changelog table of `source`, creating it (and its namespace) on first sight.
+    pub async fn open(
+        catalog: Arc<dyn Catalog>,
+        ident: TableIdent,
+        source: &TableName,
+        columns: &[ColumnDesc],
+        batch_rows: usize,
+    ) -> Result<ChangelogTable> {
+        let schema = changelog_schema(columns)?;
+        let ns = ident.namespace().clone();
+        let table = if catalog
+            .table_exists(&ident)
+            .await
+            .map_err(|e| sink_error(format!("cannot look up table {ident}"), e))?
+        {
+            catalog
+                .load_table(&ident)
+                .await
+                .map_err(|e| sink_error(format!("cannot load table {ident}"), e))?
+        } else {
+            if !catalog
+                .namespace_exists(&ns)
+                .await
+                .map_err(|e| sink_error(format!("cannot look up namespace {ns:?}"), e))?
+            {
+                match catalog.create_namespace(&ns, HashMap::new()).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => {}
+                    Err(e) => return Err(sink_error(format!("cannot create namespace {ns:?}"), e)),
+                }
+            }
+            let creation = TableCreation::builder()
+                .name(ident.name().to_string())
+                .schema(schema.clone())
+                .properties(HashMap::from([
+                    ("write.parquet.compression-codec".to_string(), "zstd".to_string()),
+                    (SOURCE_KEY.to_string(), source.to_string()),
+                ]))
+                .build();
+            let t = catalog
+                .create_table(&ns, creation)
+                .await
+                .map_err(|e| sink_error(format!("cannot create table {ident}"), e))?;
+            tracing::info!(table = %ident, "created changelog table");
+            t
+        };
+        let current = table.metadata().current_schema().clone();
+        check_schema(&current, &schema, source)?;
+        let arrow_schema = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(&current)
+                .map_err(|e| sink_error("cannot map the table schema to Arrow", e))?,
+        );
+        let mut builders = Vec::with_capacity(arrow_schema.fields().len());
+        let meta_types = [
+            ColumnType::Text,
+            ColumnType::Int64,
+            ColumnType::Int64,
+            ColumnType::Timestamptz,
+            ColumnType::List(Box::new(ColumnType::Text)),
+        ];
+        let types = columns.iter().map(|c| &c.ty).chain(meta_types.iter());
+        for (ty, field) in types.zip(arrow_schema.fields()) {
+            builders.push(ColumnBuilder::new(ty, field.data_type()).map_err(|m| {
+                Error::new(ErrorKind::Internal, m).with("table", source).with("column", field.name())
+            })?);
+        }
+        let progress = read_progress(&table)?;
+        Ok(ChangelogTable {
+            catalog,
+            table,
+            source: source.clone(),
+            columns: columns.to_vec(),
+            arrow_schema,
+            builders,
+            buffered: 0,
+            batch_rows,
+            writer: None,
+            pending: 0,
+            progress,
+            values: Vec::new(),
+        })
+    }
+
+    pub fn ident(&self) -> &TableIdent {
+        self.table.identifier()
+    }
+
+    pub fn progress(&self) -> TableProgress {
+        self.progress
+    }
+
+    pub fn columns(&self) -> &[ColumnDesc] {
+        &self.columns
+    }
+
+    /// Rows appended since the last commit.
+    pub fn pending(&self) -> u64 {
+        self.pending
+    }
+
+    /// Append one change. `row` holds the source columns in order; `unchanged` lists the
+    /// columns whose values the stream did not resend (TOAST).
+    pub fn append(
+        &mut self,
+        op: Op,
+        row: &[Cell],
+        lsn: Lsn,
+        seq: i64,
+        ts_us: i64,
+    ) -> std::result::Result<(), ConvertError> {
+        if row.len() != self.columns.len() {
+            return Err(ConvertError {
+                column: String::new(),
+                message: format!(
+                    "the change has {} columns, the table has {}",
+                    row.len(),
+                    self.columns.len()
+                ),
+            });
+        }
+        // Parse everything first, so a bad value leaves no half-written row.
+        let mut values: Vec<Value<'_>> = std::mem::take(&mut self.values)
+            .into_iter()
+            .map(|_| Value::Null)
+            .collect();
+        values.clear();
+        let mut unchanged: Vec<Value<'_>> = Vec::new();
+        for (cell, col) in row.iter().zip(&self.columns) {
+            values.push(match cell {
+                Cell::Null => Value::Null,
+                Cell::Unchanged => {
+                    unchanged.push(Value::Str(col.name.as_str()));
+                    Value::Null
+                }
+                Cell::Text(b) => parse_value(&col.ty, b).map_err(|message| ConvertError {
+                    column: col.name.clone(),
+                    message,
+                })?,
+            });
+        }
+        values.push(Value::Str(op.code()));
+        values.push(Value::I64(lsn.as_i64()));
+        values.push(Value::I64(seq));
+        values.push(Value::I64(ts_us));
+        values.push(if unchanged.is_empty() { Value::Null } else { Value::List(unchanged) });
+        for (b, v) in self.builders.iter_mut().zip(&values) {
+            b.append(v).map_err(|message| ConvertError {
+                column: String::new(),
+                message,
+            })?;
+        }
+        self.buffered += 1;
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Encode buffered rows into the open Parquet file once a batch is full.
+    pub async fn write_if_full(&mut self) -> Result<()> {
+        if self.buffered >= self.batch_rows {
+            self.write_buffered().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_buffered(&mut self) -> Result<()> {
+        if self.buffered == 0 {
+            return Ok(());
+        }
+        let mut arrays = Vec::with_capacity(self.builders.len());
+        for b in &mut self.builders {
+            arrays.push(b.finish().map_err(|m| Error::new(ErrorKind::Internal, m))?);
+        }
+        self.buffered = 0;
+        let batch = RecordBatch::try_new(self.arrow_schema.clone(), arrays).map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot assemble a record batch")
+                .with("table", &self.source)
+                .with_source(e)
+        })?;
+        if self.writer.is_none() {
+            self.writer = Some(self.new_writer().await?);
+        }
+        if let Some(w) = self.writer.as_mut() {
+            w.write(batch)
+                .await
+                .map_err(|e| sink_error("cannot write a Parquet data file", e).with("table", &self.source))?;
+        }
+        Ok(())
+    }
+
+    async fn new_writer(&self) -> Result<Writer> {
+        let md = self.table.metadata();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| {
+                Error::new(ErrorKind::Internal, "bad zstd level").with_source(e)
+            })?))
+            .set_max_row_group_row_count(Some(131_072))
+            .build();
+        let parquet = ParquetWriterBuilder::new(props, md.current_schema().clone());
+        let locations = DefaultLocationGenerator::new(md)
+            .map_err(|e| sink_error("cannot place data files", e).with("table", &self.source))?;
+        // A unique prefix per writer: file names never collide with files of an earlier run.
+        let names = DefaultFileNameGenerator::new(
+            format!("philotes-{}", uuid::Uuid::new_v4()),
+            None,
+            DataFileFormat::Parquet,
+        );
+        let rolling = RollingFileWriterBuilder::new(
+            parquet,
+            TARGET_FILE_BYTES,
+            self.table.file_io().clone(),
+            locations,
+            names,
+        );
+        DataFileWriterBuilder::new(rolling)
+            .build(None)
+            .await
+            .map_err(|e| sink_error("cannot open a Parquet data file", e).with("table", &self.source))
+    }
+
+    /// Commit everything appended so far as one Iceberg snapshot recording `progress`.
+    pub async fn commit(&mut self, progress: TableProgress) -> Result<()> {
+        self.write_buffered().await?;
+        let files = match self.writer.take() {
+            Some(mut w) => w
+                .close()
+                .await
+                .map_err(|e| sink_error("cannot finish a Parquet data file", e).with("table", &self.source))?,
+            None => Vec::new(),
+        };
+        let mut props = HashMap::new();
+        if let Some(w) = progress.watermark {
+            props.insert(WATERMARK_KEY.to_string(), w.to_string());
+        }
+        props.insert(
+            SNAPSHOT_KEY.to_string(),
+            progress.snapshot_lsn.map(|l| l.to_string()).unwrap_or_default(),
+        );
+        let tx = Transaction::new(&self.table);
+        let tx = tx
+            .fast_append()
+            .add_data_files(files)
+            .set_snapshot_properties(props)
+            .apply(tx)
+            .map_err(|e| sink_error("cannot prepare the Iceberg commit", e).with("table", &self.source))?;
+        self.table = tx.commit(self.catalog.as_ref()).await.map_err(|e| {
+            sink_error("cannot commit to Iceberg; the changes will be written again after a restart", e)
+                .with("table", &self.source)
+        })?;
+        self.progress = progress;
+        self.pending = 0;
+        Ok(())
+    }
+}
+
+/// The existing table must have the columns the source has now, with the same types.
+fn check_schema(current: &Schema, wanted: &Schema, source: &TableName) -> Result<()> {
+    let have: Vec<(String, String)> = current
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| (f.name.clone(), type_shape(&f.field_type)))
+        .collect();
+    let want: Vec<(String, String)> = wanted
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| (f.name.clone(), type_shape(&f.field_type)))
+        .collect();
+    if have != want {
+        return Err(Error::new(
+            ErrorKind::SchemaChange,
+            "the source table's columns differ from its changelog table's (the source schema changed while Philotes was not running); schema evolution comes in a later version: until then restore the old schema or drop the changelog table to copy the table again",
+        )
+        .with("table", source));
+    }
+    Ok(())
+}
+
+fn type_shape(t: &Type) -> String {
+    match t {
+        Type::List(l) => format!("list<{}>", type_shape(&l.element_field.field_type)),
+        other => other.to_string(),
+    }
+}

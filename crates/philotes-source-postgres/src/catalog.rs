@@ -1,0 +1,206 @@
+//! What the source's system catalog says about tables and types.
+//!
+//! The stream describes a table by OIDs and type modifiers only; enums, domains and arrays need
+//! `pg_type` to find their lake type, and the primary key (which decides how key changes are
+//! written) is not in the stream at all under `REPLICA IDENTITY FULL`.
+
+use std::collections::HashMap;
+
+use philotes_core::types::scalar_type;
+use philotes_core::{ColumnDesc, ColumnType, Error, ErrorKind, ReplicaIdentity, Result, TableName};
+
+pub(crate) fn source_error(what: &str, e: tokio_postgres::Error) -> Error {
+    let mut msg = format!("source query failed: {what}");
+    if let Some(db) = e.as_db_error() {
+        msg = format!("{msg}: {} ({})", db.message(), db.code().code());
+        if let Some(hint) = db.hint() {
+            msg = format!("{msg}; hint: {hint}");
+        }
+        return Error::new(ErrorKind::Source, msg);
+    }
+    Error::new(ErrorKind::Source, msg).with_source(e)
+}
+
+/// A table of the publication, as the catalog describes it now.
+#[derive(Clone, Debug)]
+pub struct SourceTable {
+    pub oid: u32,
+    pub name: TableName,
+    pub replica_identity: ReplicaIdentity,
+    pub has_primary_key: bool,
+    /// Columns in attribute order; `is_key` marks the primary key (or the replica identity
+    /// index under `REPLICA IDENTITY USING INDEX`).
+    pub columns: Vec<ColumnDesc>,
+}
+
+/// Resolves type OIDs to lake types, asking `pg_type` once per unknown OID.
+#[derive(Default)]
+pub struct TypeResolver {
+    cache: HashMap<(u32, i32), ColumnType>,
+}
+
+struct PgTypeRow {
+    typtype: i8,
+    typelem: u32,
+    typbasetype: u32,
+    typtypmod: i32,
+    is_array: bool,
+}
+
+impl TypeResolver {
+    pub async fn resolve(
+        &mut self,
+        client: &tokio_postgres::Client,
+        type_oid: u32,
+        type_modifier: i32,
+    ) -> Result<ColumnType> {
+        if let Some(t) = scalar_type(type_oid, type_modifier) {
+            return Ok(t);
+        }
+        if let Some(t) = self.cache.get(&(type_oid, type_modifier)) {
+            return Ok(t.clone());
+        }
+        let resolved = self.resolve_uncached(client, type_oid, type_modifier).await?;
+        self.cache.insert((type_oid, type_modifier), resolved.clone());
+        Ok(resolved)
+    }
+
+    async fn resolve_uncached(
+        &self,
+        client: &tokio_postgres::Client,
+        mut oid: u32,
+        mut typmod: i32,
+    ) -> Result<ColumnType> {
+        let mut in_array = false;
+        // Domains unwrap to their base type; one array level becomes a list.
+        for _ in 0..16 {
+            if let Some(t) = scalar_type(oid, typmod) {
+                return Ok(if in_array { ColumnType::List(Box::new(t)) } else { t });
+            }
+            let Some(row) = lookup(client, oid).await? else {
+                return Ok(ColumnType::Text);
+            };
+            match row.typtype as u8 {
+                b'd' => {
+                    oid = row.typbasetype;
+                    if row.typtypmod != -1 {
+                        typmod = row.typtypmod;
+                    }
+                }
+                b'e' => {
+                    return Ok(if in_array {
+                        ColumnType::List(Box::new(ColumnType::Text))
+                    } else {
+                        ColumnType::Text
+                    });
+                }
+                _ if row.is_array && row.typelem != 0 && !in_array => {
+                    in_array = true;
+                    oid = row.typelem;
+                }
+                _ => {
+                    return Ok(if in_array {
+                        ColumnType::List(Box::new(ColumnType::Text))
+                    } else {
+                        ColumnType::Text
+                    });
+                }
+            }
+        }
+        Ok(ColumnType::Text)
+    }
+}
+
+async fn lookup(client: &tokio_postgres::Client, oid: u32) -> Result<Option<PgTypeRow>> {
+    let row = client
+        .query_opt(
+            "SELECT typtype, typelem, typbasetype, typtypmod, typcategory = 'A' AND typsubscript = 'array_subscript_handler'::regproc
+             FROM pg_type WHERE oid = $1",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| source_error("looking up a column type in pg_type", e))?;
+    Ok(row.map(|r| PgTypeRow {
+        typtype: r.get(0),
+        typelem: r.get(1),
+        typbasetype: r.get(2),
+        typtypmod: r.get(3),
+        is_array: r.get(4),
+    }))
+}
+
+/// The tables of `publication`, with columns and keys.
+pub async fn publication_tables(
+    client: &tokio_postgres::Client,
+    resolver: &mut TypeResolver,
+    publication: &str,
+) -> Result<Vec<SourceTable>> {
+    let rows = client
+        .query(
+            "SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text::\"char\",
+                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+             FROM pg_publication_tables pt
+             JOIN pg_namespace n ON n.nspname = pt.schemaname
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+             WHERE pt.pubname = $1
+             ORDER BY 2, 3",
+            &[&publication],
+        )
+        .await
+        .map_err(|e| source_error("listing the publication's tables", e))?;
+    let mut tables = Vec::with_capacity(rows.len());
+    for r in rows {
+        let oid: u32 = r.get(0);
+        let name = TableName::new(r.get::<_, String>(1), r.get::<_, String>(2));
+        let ident: i8 = r.get(3);
+        let replica_identity = ReplicaIdentity::from_byte(ident as u8).unwrap_or(ReplicaIdentity::Default);
+        let has_primary_key: bool = r.get(4);
+        let columns = table_columns(client, resolver, oid, replica_identity).await?;
+        tables.push(SourceTable {
+            oid,
+            name,
+            replica_identity,
+            has_primary_key,
+            columns,
+        });
+    }
+    Ok(tables)
+}
+
+async fn table_columns(
+    client: &tokio_postgres::Client,
+    resolver: &mut TypeResolver,
+    table_oid: u32,
+    identity: ReplicaIdentity,
+) -> Result<Vec<ColumnDesc>> {
+    let key_index = if identity == ReplicaIdentity::Index {
+        "i.indisreplident"
+    } else {
+        "i.indisprimary"
+    };
+    let sql = format!(
+        "SELECT a.attname::text, a.atttypid, a.atttypmod,
+                EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND {key_index}
+                        AND a.attnum = ANY (i.indkey))
+         FROM pg_attribute a
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+         ORDER BY a.attnum"
+    );
+    let rows = client
+        .query(&sql, &[&table_oid])
+        .await
+        .map_err(|e| source_error("reading a table's columns", e))?;
+    let mut columns = Vec::with_capacity(rows.len());
+    for r in rows {
+        let type_oid: u32 = r.get(1);
+        let type_modifier: i32 = r.get(2);
+        columns.push(ColumnDesc {
+            name: r.get(0),
+            type_oid,
+            type_modifier,
+            is_key: r.get(3),
+            ty: resolver.resolve(client, type_oid, type_modifier).await?,
+        });
+    }
+    Ok(columns)
+}

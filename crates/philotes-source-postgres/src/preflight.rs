@@ -1,0 +1,214 @@
+//! Checks the source before anything is created, with an error that says how to fix each
+//! problem, and sets up the publication and the slot.
+
+use philotes_core::{Error, ErrorKind, Lsn, ReplicaIdentity, Result};
+
+use crate::catalog::{SourceTable, source_error};
+
+fn setup(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::SourceSetup, msg)
+}
+
+/// Server-wide checks: version, `wal_level`, the replication privilege and free slots.
+pub async fn check_server(client: &tokio_postgres::Client, slot: &str) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int,
+                    current_setting('wal_level'),
+                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
+                    current_user::text,
+                    current_setting('max_replication_slots')::int
+                      - (SELECT count(*) FROM pg_replication_slots)::int,
+                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1),
+                    current_setting('max_wal_senders')::int
+                      - (SELECT count(*) FROM pg_stat_replication)::int",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| source_error("running the preflight checks", e))?;
+    let version: i32 = row.get(0);
+    let wal_level: String = row.get(1);
+    let can_replicate: Option<bool> = row.get(2);
+    let user: String = row.get(3);
+    let free_slots: i32 = row.get(4);
+    let slot_exists: bool = row.get(5);
+    let free_senders: i32 = row.get(6);
+    if version < 140000 {
+        return Err(setup(format!(
+            "the source runs PostgreSQL {}.{}; Philotes needs PostgreSQL 14 or newer",
+            version / 10000,
+            version % 10000 / 100
+        )));
+    }
+    if wal_level != "logical" {
+        return Err(setup(format!(
+            "the source has wal_level = {wal_level}; set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
+        )));
+    }
+    if can_replicate != Some(true) {
+        return Err(setup(format!(
+            "the user {user} may not replicate; run ALTER ROLE {} WITH REPLICATION as a superuser",
+            philotes_core::change::quote_ident(&user)
+        )));
+    }
+    // One temporary slot for the consistent snapshot, plus the pipeline's own if it is new.
+    let needed = if slot_exists { 1 } else { 2 };
+    if free_slots < needed {
+        return Err(setup(format!(
+            "the source has {free_slots} free replication slot(s), Philotes needs {needed}; raise max_replication_slots in postgresql.conf and restart, or drop unused slots (SELECT pg_drop_replication_slot(name))"
+        )));
+    }
+    if free_senders < 2 {
+        return Err(setup(format!(
+            "the source has {free_senders} free WAL sender(s), Philotes needs 2; raise max_wal_senders in postgresql.conf and restart"
+        )));
+    }
+    Ok(())
+}
+
+/// Create the publication if it does not exist: FOR ALL TABLES, or for `tables`.
+pub async fn ensure_publication(
+    client: &tokio_postgres::Client,
+    publication: &str,
+    tables: &[String],
+) -> Result<bool> {
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+            &[&publication],
+        )
+        .await
+        .map_err(|e| source_error("looking up the publication", e))?
+        .get(0);
+    if exists {
+        return Ok(false);
+    }
+    let target = if tables.is_empty() {
+        "FOR ALL TABLES".to_string()
+    } else {
+        let list: Vec<String> = tables.iter().map(|t| quote_qualified(t)).collect();
+        format!("FOR TABLE {}", list.join(", "))
+    };
+    let sql = format!(
+        "CREATE PUBLICATION {} {target}",
+        philotes_core::change::quote_ident(publication)
+    );
+    client.batch_execute(&sql).await.map_err(|e| {
+        let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+        setup(format!(
+            "cannot create publication {publication}: {detail}; create it as a superuser or the tables' owner: {sql}"
+        ))
+    })?;
+    tracing::info!(publication, target = %target, "created publication");
+    Ok(true)
+}
+
+fn quote_qualified(name: &str) -> String {
+    match name.split_once('.') {
+        Some((schema, table)) => format!(
+            "{}.{}",
+            philotes_core::change::quote_ident(schema),
+            philotes_core::change::quote_ident(table)
+        ),
+        None => philotes_core::change::quote_ident(name),
+    }
+}
+
+/// Why a table cannot be replicated as it is, with the fix; `None` when it can.
+pub fn table_problem(table: &SourceTable) -> Option<Error> {
+    let fix = format!("ALTER TABLE {} REPLICA IDENTITY FULL", table.name.quoted());
+    let problem = match table.replica_identity {
+        ReplicaIdentity::Nothing => Some(format!(
+            "table {} has REPLICA IDENTITY NOTHING, so its updates and deletes cannot be replicated; run {fix}",
+            table.name
+        )),
+        ReplicaIdentity::Default if !table.has_primary_key => Some(format!(
+            "table {} has no primary key and REPLICA IDENTITY DEFAULT, so its updates and deletes cannot be replicated; add a primary key or run {fix}",
+            table.name
+        )),
+        _ => None,
+    };
+    problem.map(|m| setup(m).with("table", &table.name))
+}
+
+/// The state of the pipeline's slot.
+#[derive(Clone, Debug)]
+pub struct SlotState {
+    pub confirmed_flush: Lsn,
+    pub created: bool,
+}
+
+/// Create the logical slot if it does not exist, and check that an existing one is usable.
+pub async fn ensure_slot(client: &tokio_postgres::Client, slot: &str) -> Result<SlotState> {
+    let row = client
+        .query_opt(
+            "SELECT plugin::text, database::text, slot_type::text, confirmed_flush_lsn::text,
+                    COALESCE(wal_status, ''), current_database()::text
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| source_error("looking up the replication slot", e))?;
+    if let Some(r) = row {
+        let plugin: Option<String> = r.get(0);
+        let database: Option<String> = r.get(1);
+        let kind: String = r.get(2);
+        let confirmed: Option<String> = r.get(3);
+        let wal_status: String = r.get(4);
+        let current_db: String = r.get(5);
+        if kind != "logical" || plugin.as_deref() != Some("pgoutput") || database.as_deref() != Some(current_db.as_str()) {
+            return Err(setup(format!(
+                "replication slot {slot} exists but is not a pgoutput logical slot of database {current_db}; choose another --slot, or drop it with SELECT pg_drop_replication_slot('{slot}') if it is unused"
+            )));
+        }
+        if wal_status == "lost" {
+            return Err(setup(format!(
+                "replication slot {slot} was invalidated (wal_status = lost: the WAL it needed was removed, see max_slot_wal_keep_size); changes were lost on the source side. Drop the slot and the lake tables and start again to re-snapshot"
+            )));
+        }
+        let confirmed = confirmed
+            .as_deref()
+            .unwrap_or("0/0")
+            .parse()
+            .map_err(|e: Error| e.with("slot", slot))?;
+        return Ok(SlotState {
+            confirmed_flush: confirmed,
+            created: false,
+        });
+    }
+    let r = client
+        .query_one(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| source_error("creating the replication slot", e))?;
+    let lsn: String = r.get(0);
+    tracing::info!(slot, lsn = %lsn, "created replication slot");
+    Ok(SlotState {
+        confirmed_flush: lsn.parse()?,
+        created: true,
+    })
+}
+
+/// The source's current WAL position.
+pub async fn current_wal_lsn(client: &tokio_postgres::Client) -> Result<Lsn> {
+    let r = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| source_error("reading the current WAL position", e))?;
+    r.get::<_, String>(0).parse()
+}
+
+/// Write a non-transactional logical message; the stream delivers it after every transaction
+/// that committed before it.
+pub async fn emit_marker(client: &tokio_postgres::Client, content: &str) -> Result<Lsn> {
+    let r = client
+        .query_one(
+            "SELECT pg_logical_emit_message(false, 'philotes', $1::text)::text",
+            &[&content],
+        )
+        .await
+        .map_err(|e| source_error("writing a position marker", e))?;
+    r.get::<_, String>(0).parse()
+}

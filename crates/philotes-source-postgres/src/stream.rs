@@ -1,0 +1,203 @@
+//! The replication stream, turned into [`Change`]s.
+//!
+//! `pgwire-replication` carries the stream (keepalives, standby status on a timer even while
+//! the consumer is busy, TLS, SCRAM); [`philotes_pgoutput`] decodes the payloads; this module
+//! resolves relation types from the catalog and converts timestamps. The position confirmed to
+//! the slot only moves when the pipeline calls [`ReplicationStream::confirm`], which it does only
+//! for changes already committed in Iceberg.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use philotes_core::{Change, ColumnDesc, Error, ErrorKind, Lsn, RelationDesc, ReplicaIdentity, Result, TableName};
+use philotes_pgoutput::Message;
+use pgwire_replication::{ReplicationClient, ReplicationEvent};
+
+use crate::catalog::TypeResolver;
+use crate::connect::SourceConn;
+use crate::snapshot::repl_error;
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// A running logical replication stream of one slot and publication.
+pub struct ReplicationStream {
+    client: ReplicationClient,
+    catalog: tokio_postgres::Client,
+    resolver: TypeResolver,
+    confirmed: Lsn,
+}
+
+impl ReplicationStream {
+    /// Start streaming `slot` for `publication` from the slot's confirmed position.
+    pub async fn start(conn: &SourceConn, slot: &str, publication: &str, confirmed: Lsn) -> Result<Self> {
+        let cfg = conn
+            .replication_config(slot, publication)
+            .with_start_lsn(pgwire_replication::Lsn::from_u64(confirmed.0))
+            .with_ack_lsn(pgwire_replication::Lsn::from_u64(confirmed.0))
+            .with_status_interval(Duration::from_secs(1))
+            .with_wakeup_interval(Duration::from_secs(5))
+            .with_buffer_size(4096);
+        let mut client = ReplicationClient::connect(cfg).await.map_err(repl_error)?;
+        client.wait_started().await.map_err(|e| {
+            Error::new(
+                ErrorKind::Source,
+                format!("the source refused to start streaming slot {slot}: {e}; is another process using the slot? (SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{slot}')"),
+            )
+        })?;
+        let catalog = conn.connect().await?;
+        Ok(ReplicationStream {
+            client,
+            catalog,
+            resolver: TypeResolver::default(),
+            confirmed,
+        })
+    }
+
+    /// Tell the source that everything before `lsn` is durable in the lake.
+    pub fn confirm(&mut self, lsn: Lsn) {
+        if lsn > self.confirmed {
+            self.confirmed = lsn;
+            self.client
+                .update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
+        }
+    }
+
+    pub fn confirmed(&self) -> Lsn {
+        self.confirmed
+    }
+
+    /// The next change; `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Change>> {
+        loop {
+            let Some(event) = self.client.recv().await.map_err(|e| {
+                Error::new(ErrorKind::Source, format!("the replication stream broke: {e}; Philotes resumes from the last committed position when restarted"))
+            })?
+            else {
+                return Ok(None);
+            };
+            let change = match event {
+                ReplicationEvent::KeepAlive { wal_end, .. } => Change::KeepAlive {
+                    wal_end: Lsn(wal_end.as_u64()),
+                },
+                ReplicationEvent::Begin {
+                    final_lsn,
+                    xid,
+                    commit_time_micros,
+                } => Change::Begin {
+                    commit_lsn: Lsn(final_lsn.as_u64()),
+                    commit_ts_us: commit_time_micros.saturating_add(PG_EPOCH_OFFSET_US),
+                    xid,
+                },
+                ReplicationEvent::Commit {
+                    lsn,
+                    end_lsn,
+                    commit_time_micros,
+                } => Change::Commit {
+                    commit_lsn: Lsn(lsn.as_u64()),
+                    end_lsn: Lsn(end_lsn.as_u64()),
+                    commit_ts_us: commit_time_micros.saturating_add(PG_EPOCH_OFFSET_US),
+                },
+                ReplicationEvent::Message {
+                    transactional,
+                    lsn,
+                    prefix,
+                    content,
+                } => Change::Message {
+                    lsn: Lsn(lsn.as_u64()),
+                    transactional,
+                    prefix,
+                    content,
+                },
+                ReplicationEvent::StoppedAt { .. } => return Ok(None),
+                ReplicationEvent::XLogData { wal_start, data, .. } => {
+                    let msg = philotes_pgoutput::decode(&data)
+                        .map_err(|e| e.with("lsn", Lsn(wal_start.as_u64())))?;
+                    match self.convert(msg).await? {
+                        Some(c) => c,
+                        None => continue,
+                    }
+                }
+            };
+            return Ok(Some(change));
+        }
+    }
+
+    async fn convert(&mut self, msg: Message) -> Result<Option<Change>> {
+        Ok(Some(match msg {
+            Message::Begin {
+                final_lsn,
+                timestamp,
+                xid,
+            } => Change::Begin {
+                commit_lsn: final_lsn,
+                commit_ts_us: timestamp.saturating_add(PG_EPOCH_OFFSET_US),
+                xid,
+            },
+            Message::Commit {
+                commit_lsn,
+                end_lsn,
+                timestamp,
+                ..
+            } => Change::Commit {
+                commit_lsn,
+                end_lsn,
+                commit_ts_us: timestamp.saturating_add(PG_EPOCH_OFFSET_US),
+            },
+            Message::Origin { .. } | Message::Type { .. } => return Ok(None),
+            Message::Relation {
+                oid,
+                namespace,
+                name,
+                replica_identity,
+                columns,
+            } => {
+                let mut cols = Vec::with_capacity(columns.len());
+                for c in columns {
+                    let ty = self
+                        .resolver
+                        .resolve(&self.catalog, c.type_oid, c.type_modifier)
+                        .await?;
+                    cols.push(ColumnDesc {
+                        name: c.name,
+                        type_oid: c.type_oid,
+                        type_modifier: c.type_modifier,
+                        is_key: c.flags & 1 == 1,
+                        ty,
+                    });
+                }
+                let schema = if namespace.is_empty() { "pg_catalog".to_string() } else { namespace };
+                Change::Relation(Arc::new(RelationDesc {
+                    oid,
+                    table: TableName::new(schema, name),
+                    replica_identity: ReplicaIdentity::from_byte(replica_identity)
+                        .unwrap_or(ReplicaIdentity::Default),
+                    columns: cols,
+                }))
+            }
+            Message::Insert { oid, new } => Change::Insert { rel: oid, new },
+            Message::Update { oid, old, new } => Change::Update {
+                rel: oid,
+                old: old.map(|(_, row)| row),
+                new,
+            },
+            Message::Delete { oid, old, .. } => Change::Delete { rel: oid, old },
+            Message::Truncate { oids, .. } => Change::Truncate { rels: oids },
+            Message::Message {
+                transactional,
+                lsn,
+                prefix,
+                content,
+            } => Change::Message {
+                lsn,
+                transactional,
+                prefix,
+                content,
+            },
+        }))
+    }
+}
+
+/// Keep type lookups cheap to share: a map from relation OID to its description.
+pub type Relations = HashMap<u32, Arc<RelationDesc>>;
