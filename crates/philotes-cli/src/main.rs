@@ -1,1 +1,219 @@
-fn main() {}
+//! `philotes`: one binary, one subcommand per job.
+//!
+//! `philotes run` replicates a PostgreSQL publication into Iceberg changelog tables. Flags and
+//! `PHILOTES_*` variables come from clap, the `--config` TOML file and defaults from
+//! `philotes-config`; see the README's configuration reference.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Args, Parser, Subcommand};
+use philotes_config::Layer;
+use philotes_core::{Error, ErrorKind, Secret};
+
+#[derive(Parser)]
+#[command(name = "philotes", version, about = "Replicate PostgreSQL into Apache Iceberg tables, exactly once.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replicate a publication into Iceberg changelog tables: initial copy, then the stream.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct RunArgs {
+    /// TOML configuration file (flags and PHILOTES_* variables override it).
+    #[arg(long, env = "PHILOTES_CONFIG")]
+    config: Option<PathBuf>,
+    /// PostgreSQL URL of the source.
+    #[arg(long, env = "PHILOTES_SOURCE", hide_env_values = true)]
+    source: Option<String>,
+    /// Publication to replicate (created if missing).
+    #[arg(long, env = "PHILOTES_PUBLICATION")]
+    publication: Option<String>,
+    /// Comma-separated schema.table list for a publication Philotes creates.
+    #[arg(long, env = "PHILOTES_TABLES", value_delimiter = ',')]
+    tables: Option<Vec<String>>,
+    /// Logical replication slot (created if missing).
+    #[arg(long, env = "PHILOTES_SLOT")]
+    slot: Option<String>,
+    /// Local state: embedded catalog, default warehouse, dead-letter file.
+    #[arg(long, env = "PHILOTES_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Put every table into this namespace as <schema>__<table>__changelog.
+    #[arg(long, env = "PHILOTES_NAMESPACE")]
+    namespace: Option<String>,
+    /// Catalog name recorded in the SQL catalog.
+    #[arg(long, env = "PHILOTES_CATALOG_NAME")]
+    catalog_name: Option<String>,
+    /// Iceberg REST catalog URI; empty: the embedded SQLite catalog.
+    #[arg(long, env = "PHILOTES_CATALOG_URI")]
+    catalog_uri: Option<String>,
+    /// Bearer token for the REST catalog.
+    #[arg(long, env = "PHILOTES_CATALOG_TOKEN", hide_env_values = true)]
+    catalog_token: Option<String>,
+    /// OAuth2 client_id:client_secret for the REST catalog.
+    #[arg(long, env = "PHILOTES_CATALOG_CREDENTIAL", hide_env_values = true)]
+    catalog_credential: Option<String>,
+    /// Warehouse name for the REST catalog.
+    #[arg(long, env = "PHILOTES_CATALOG_WAREHOUSE")]
+    catalog_warehouse: Option<String>,
+    /// Path prefix of the REST catalog's API.
+    #[arg(long, env = "PHILOTES_CATALOG_PREFIX")]
+    catalog_prefix: Option<String>,
+    /// Where table data goes: file:///path or s3://bucket/path.
+    #[arg(long, env = "PHILOTES_WAREHOUSE")]
+    warehouse: Option<String>,
+    /// S3-compatible endpoint URL.
+    #[arg(long, env = "PHILOTES_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "PHILOTES_S3_REGION")]
+    s3_region: Option<String>,
+    /// S3 access key id.
+    #[arg(long, env = "PHILOTES_S3_ACCESS_KEY_ID")]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "PHILOTES_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// Use path-style S3 URLs.
+    #[arg(long, env = "PHILOTES_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    s3_path_style: Option<bool>,
+    /// Longest wait before committed source changes are committed to Iceberg (e.g. 5s, 500ms).
+    #[arg(long, env = "PHILOTES_FLUSH_INTERVAL")]
+    flush_interval: Option<String>,
+    /// Commit at the next transaction end once this many rows are pending.
+    #[arg(long, env = "PHILOTES_FLUSH_ROWS")]
+    flush_rows: Option<u64>,
+    /// Rows buffered per table before they are encoded into Parquet.
+    #[arg(long, env = "PHILOTES_BATCH_ROWS")]
+    batch_rows: Option<usize>,
+    /// Exit once everything committed on the source before the start is in Iceberg.
+    #[arg(long, env = "PHILOTES_UNTIL_CAUGHT_UP", num_args = 0..=1, default_missing_value = "true")]
+    until_caught_up: Option<bool>,
+}
+
+impl RunArgs {
+    fn layer(self) -> (Option<PathBuf>, Layer) {
+        let layer = Layer {
+            source: self.source.map(Secret::new),
+            publication: self.publication,
+            tables: self.tables,
+            slot: self.slot,
+            data_dir: self.data_dir,
+            namespace: self.namespace,
+            catalog_name: self.catalog_name,
+            catalog_uri: self.catalog_uri,
+            catalog_token: self.catalog_token.map(Secret::new),
+            catalog_credential: self.catalog_credential.map(Secret::new),
+            catalog_warehouse: self.catalog_warehouse,
+            catalog_prefix: self.catalog_prefix,
+            warehouse: self.warehouse,
+            s3_endpoint: self.s3_endpoint,
+            s3_region: self.s3_region,
+            s3_access_key_id: self.s3_access_key_id,
+            s3_secret_access_key: self.s3_secret_access_key.map(Secret::new),
+            s3_path_style: self.s3_path_style,
+            flush_interval: self.flush_interval,
+            flush_rows: self.flush_rows,
+            batch_rows: self.batch_rows,
+            until_caught_up: self.until_caught_up,
+        };
+        (self.config, layer)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.kind() == ErrorKind::Config {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PHILOTES_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode, Error> {
+    let (config_file, flags) = args.layer();
+    let file = match config_file {
+        Some(path) => Layer::from_toml_file(&path)?,
+        None => Layer::default(),
+    };
+    let settings = flags.over(file).resolve()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone());
+    let report = philotes_pipeline::run(&settings, stop).await?;
+    tracing::info!(
+        tables = report.tables,
+        streamed_rows = report.streamed_rows,
+        confirmed = %report.confirmed,
+        "stopped"
+    );
+    if report.stopped.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for t in &report.stopped {
+        eprintln!("error: table {} is stopped: {}", t.table, t.error);
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// First Ctrl-C or SIGTERM: stop at the next transaction boundary after committing what is
+/// pending. Second: exit at once (nothing is confirmed that is not committed, so this is safe).
+fn spawn_signal_handler(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            let got = match term.as_mut() {
+                Some(t) => tokio::select! {
+                    _ = tokio::signal::ctrl_c() => true,
+                    _ = t.recv() => true,
+                },
+                None => tokio::signal::ctrl_c().await.is_ok(),
+            };
+            if !got {
+                return;
+            }
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("stopping now");
+                std::process::exit(130);
+            }
+            eprintln!("stopping after the current transaction (press Ctrl-C again to stop at once)");
+        }
+    });
+}

@@ -97,14 +97,11 @@ impl RelationDesc {
         self.columns.iter().enumerate().filter(|(_, c)| c.is_key)
     }
 
-    /// Same columns, types and keys (the relation OID and identity may differ).
-    pub fn same_shape(&self, other: &RelationDesc) -> bool {
-        self.columns.len() == other.columns.len()
-            && self.columns.iter().zip(&other.columns).all(|(a, b)| {
-                a.name == b.name
-                    && a.type_oid == b.type_oid
-                    && a.type_modifier == b.type_modifier
-                    && a.is_key == b.is_key
+    /// Same column names and types, in the same order, as `columns`.
+    pub fn same_shape(&self, columns: &[ColumnDesc]) -> bool {
+        self.columns.len() == columns.len()
+            && self.columns.iter().zip(columns).all(|(a, b)| {
+                a.name == b.name && a.type_oid == b.type_oid && a.type_modifier == b.type_modifier
             })
     }
 }

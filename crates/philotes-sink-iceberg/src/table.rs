@@ -392,6 +392,16 @@ impl ChangelogTable {
             .map_err(|e| sink_error("cannot open a Parquet data file", e).with("table", &self.source))
     }
 
+    /// Drop everything appended since the last commit (its files are never committed).
+    pub fn discard(&mut self) {
+        self.writer = None;
+        for b in &mut self.builders {
+            let _ = b.finish();
+        }
+        self.buffered = 0;
+        self.pending = 0;
+    }
+
     /// Commit everything appended so far as one Iceberg snapshot recording `progress`.
     pub async fn commit(&mut self, progress: TableProgress) -> Result<()> {
         self.write_buffered().await?;

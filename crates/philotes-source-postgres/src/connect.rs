@@ -144,6 +144,24 @@ impl SourceConn {
         Ok(client)
     }
 
+    /// Settle `sslmode=prefer` into require or disable by asking an open connection whether
+    /// it is encrypted, so the replication connections (which cannot fall back) do the same.
+    pub async fn settle_prefer(&mut self, client: &tokio_postgres::Client) -> Result<()> {
+        if self.ssl_mode != SslMode::Prefer {
+            return Ok(());
+        }
+        let row = client
+            .query_one("SELECT COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[])
+            .await
+            .map_err(|e| crate::catalog::source_error("checking whether the connection is encrypted", e))?;
+        let ssl: bool = row.get(0);
+        self.ssl_mode = if ssl { SslMode::Require } else { SslMode::Disable };
+        if !ssl {
+            tracing::warn!("the source connection is not encrypted (sslmode=prefer and the server offers no TLS); set sslmode=verify-full in production");
+        }
+        Ok(())
+    }
+
     /// The rustls client configuration for this `sslmode`: `require`/`prefer` encrypt without
     /// checking the certificate (as libpq does), `verify-ca`/`verify-full` check it against
     /// `sslrootcert` or the system's roots, and the host name.

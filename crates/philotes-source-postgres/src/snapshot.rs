@@ -75,11 +75,11 @@ pub(crate) fn repl_error(e: pgwire_replication::PgWireError) -> Error {
     )
 }
 
-/// Copy `table`'s `columns` as of `snapshot`, sending rows in batches of `batch` on `tx`.
+/// Copy `table`'s `columns` as of the exported snapshot `snapshot_name`, sending rows in batches of `batch` on `tx`.
 /// Returns the number of rows copied.
 pub async fn copy_table(
     conn: &SourceConn,
-    snapshot: &ExportedSnapshot,
+    snapshot_name: &str,
     table: &TableName,
     columns: &[String],
     batch: usize,
@@ -89,7 +89,7 @@ pub async fn copy_table(
     client
         .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
-            snapshot.name.replace('\'', "''")
+            snapshot_name.replace('\'', "''")
         ))
         .await
         .map_err(|e| source_error("adopting the exported snapshot", e))?;

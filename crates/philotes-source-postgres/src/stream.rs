@@ -6,7 +6,6 @@
 //! the slot only moves when the pipeline calls [`ReplicationStream::confirm`], which it does only
 //! for changes already committed in Iceberg.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,14 +67,19 @@ impl ReplicationStream {
         self.confirmed
     }
 
-    /// The next change; `None` when the server ended the stream.
-    pub async fn next(&mut self) -> Result<Option<Change>> {
+    /// The next change, or [`Next::Idle`] when nothing arrived within `idle`.
+    pub async fn next(&mut self, idle: Duration) -> Result<Next> {
         loop {
-            let Some(event) = self.client.recv().await.map_err(|e| {
-                Error::new(ErrorKind::Source, format!("the replication stream broke: {e}; Philotes resumes from the last committed position when restarted"))
-            })?
-            else {
-                return Ok(None);
+            // Only the receive is raced against the timer: it is cancel-safe, the conversion
+            // (which may query the catalog) is not, so it runs outside the timeout.
+            let event = match tokio::time::timeout(idle, self.client.recv()).await {
+                Err(_) => return Ok(Next::Idle),
+                Ok(r) => r.map_err(|e| {
+                    Error::new(ErrorKind::Source, format!("the replication stream broke: {e}; Philotes resumes from the last committed position when restarted"))
+                })?,
+            };
+            let Some(event) = event else {
+                return Ok(Next::End);
             };
             let change = match event {
                 ReplicationEvent::KeepAlive { wal_end, .. } => Change::KeepAlive {
@@ -110,7 +114,7 @@ impl ReplicationStream {
                     prefix,
                     content,
                 },
-                ReplicationEvent::StoppedAt { .. } => return Ok(None),
+                ReplicationEvent::StoppedAt { .. } => return Ok(Next::End),
                 ReplicationEvent::XLogData { wal_start, data, .. } => {
                     let msg = philotes_pgoutput::decode(&data)
                         .map_err(|e| e.with("lsn", Lsn(wal_start.as_u64())))?;
@@ -120,7 +124,7 @@ impl ReplicationStream {
                     }
                 }
             };
-            return Ok(Some(change));
+            return Ok(Next::Change(change));
         }
     }
 
@@ -199,5 +203,12 @@ impl ReplicationStream {
     }
 }
 
-/// Keep type lookups cheap to share: a map from relation OID to its description.
-pub type Relations = HashMap<u32, Arc<RelationDesc>>;
+/// What [`ReplicationStream::next`] returns.
+#[derive(Debug)]
+pub enum Next {
+    Change(Change),
+    /// Nothing arrived for a while.
+    Idle,
+    /// The server ended the stream.
+    End,
+}

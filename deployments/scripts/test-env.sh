@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine: PostgreSQL 15 (server,
+# pg_recvlogical) and a Python virtualenv with the independent Iceberg reader (pyiceberg +
+# pyarrow), psycopg, pytest and moto (a local S3 server). Idempotent; prints what it does.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+venv=${PHILOTES_TEST_VENV:-$root/.venv}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+if [[ -z "$(pg_bin)" || ! -x "$(pg_bin)/initdb" ]]; then
+  echo "test-env: installing PostgreSQL 15 from apt"
+  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-15 >/dev/null
+fi
+echo "test-env: PostgreSQL binaries in $(pg_bin)"
+
+if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$root/tests/e2e/requirements.txt" "$venv/.requirements"; then
+  echo "test-env: creating the Python virtualenv $venv (pyiceberg, pyarrow, psycopg, pytest, moto)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r "$root/tests/e2e/requirements.txt"
+  cp "$root/tests/e2e/requirements.txt" "$venv/.requirements"
+fi
+echo "test-env: virtualenv ready at $venv"

@@ -1,0 +1,152 @@
+"""Test harness: a real PostgreSQL started here, the real `philotes` binary, and pyiceberg +
+pyarrow as the independent reader of what it writes.
+
+Each test gets its own database in one throwaway cluster (initdb as the `postgres` user when
+run as root, `wal_level=logical`, `fsync=off`), and its own data directory.
+"""
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from lake import Lake  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("PHILOTES_BIN", ROOT / "target" / "debug" / "philotes"))
+
+
+def pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.exit("PostgreSQL is not installed: run deployments/scripts/test-env.sh", 2)
+    return found[-1].parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    def __init__(self):
+        self.port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="philotes-pg-"))
+        self.data = self.base / "data"
+        self.as_user = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.base, pw.pw_uid, pw.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        bin_ = pg_bin()
+        self.bin = bin_
+        subprocess.run(
+            self.as_user + [str(bin_ / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        opts = (
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c wal_level=logical -c fsync=off "
+            "-c max_replication_slots=40 -c max_wal_senders=40 -c full_page_writes=off -c synchronous_commit=off"
+        )
+        subprocess.run(
+            self.as_user + [str(bin_ / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-o", opts, "-w", "start"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+
+    def url(self, db="postgres"):
+        return f"postgres://postgres@127.0.0.1:{self.port}/{db}?sslmode=disable"
+
+    def stop(self):
+        subprocess.run(
+            self.as_user + [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    if not BINARY.exists():
+        pytest.exit(f"{BINARY} is missing: run cargo build first", 2)
+    c = Cluster()
+    yield c
+    c.stop()
+
+
+class Source:
+    """One database of the cluster, plus the philotes runs against it."""
+
+    def __init__(self, cluster, name, tmp_path):
+        self.cluster = cluster
+        self.name = name
+        with psycopg.connect(cluster.url(), autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        self.url = cluster.url(name)
+        self.data_dir = tmp_path / "philotes-data"
+        self.conn = psycopg.connect(self.url, autocommit=True)
+
+    def sql(self, q, params=None):
+        cur = self.conn.execute(q, params)
+        return cur.fetchall() if cur.description else None
+
+    def philotes_cmd(self, *extra):
+        return [str(BINARY), "run", "--source", self.url, "--data-dir", str(self.data_dir), *extra]
+
+    def run(self, *extra, check=True, env=None, timeout=900):
+        """`philotes run --until-caught-up`; returns (exit code, stderr, peak RSS in KiB)."""
+        with tempfile.TemporaryFile(mode="w+") as err_file:
+            p = subprocess.Popen(
+                self.philotes_cmd("--until-caught-up", *extra),
+                stdout=subprocess.DEVNULL, stderr=err_file, text=True,
+                env={**os.environ, **(env or {})},
+            )
+            deadline = time.monotonic() + timeout
+            while True:
+                pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    p.kill()
+                    raise AssertionError("philotes did not catch up in time")
+                time.sleep(0.05)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            err_file.seek(0)
+            err = err_file.read()
+        if check and p.returncode != 0:
+            raise AssertionError(f"philotes exited {p.returncode}:\n{err[-6000:]}")
+        return p.returncode, err, usage.ru_maxrss
+
+    def start(self, *extra):
+        """Start `philotes run` in the background (for kill tests)."""
+        return subprocess.Popen(
+            self.philotes_cmd(*extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+
+    def lake(self, **kw):
+        return Lake(self.data_dir, **kw)
+
+    def close(self):
+        self.conn.close()
+        with psycopg.connect(self.cluster.url(), autocommit=True) as c:
+            for (slot,) in c.execute(
+                "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (self.name,)
+            ).fetchall():
+                c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def source(cluster, request, tmp_path):
+    name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:50]
+    s = Source(cluster, name, tmp_path)
+    yield s
+    s.close()
