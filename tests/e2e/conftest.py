@@ -110,20 +110,23 @@ class Source:
                 env={**os.environ, **(env or {})},
             )
             deadline = time.monotonic() + timeout
+            peak_kib = 0
             while True:
-                pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+                # VmHWM is the peak RSS since exec (rusage would count the forked Python too).
+                peak_kib = max(peak_kib, vm_hwm_kib(p.pid))
+                pid, status, _ = os.wait4(p.pid, os.WNOHANG)
                 if pid:
                     break
                 if time.monotonic() > deadline:
                     p.kill()
                     raise AssertionError("philotes did not catch up in time")
-                time.sleep(0.05)
+                time.sleep(0.02)
             p.returncode = os.waitstatus_to_exitcode(status)
             err_file.seek(0)
             err = err_file.read()
         if check and p.returncode != 0:
             raise AssertionError(f"philotes exited {p.returncode}:\n{err[-6000:]}")
-        return p.returncode, err, usage.ru_maxrss
+        return p.returncode, err, peak_kib
 
     def start(self, *extra):
         """Start `philotes run` in the background (for kill tests)."""
@@ -142,6 +145,16 @@ class Source:
             ).fetchall():
                 c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
             c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def vm_hwm_kib(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    return 0
 
 
 @pytest.fixture

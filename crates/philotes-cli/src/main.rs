@@ -14,7 +14,11 @@ use philotes_config::Layer;
 use philotes_core::{Error, ErrorKind, Secret};
 
 #[derive(Parser)]
-#[command(name = "philotes", version, about = "Replicate PostgreSQL into Apache Iceberg tables, exactly once.")]
+#[command(
+    name = "philotes",
+    version,
+    about = "Replicate PostgreSQL into Apache Iceberg tables, exactly once."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -133,7 +137,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -197,7 +204,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, Error> {
 /// pending. Second: exit at once (nothing is confirmed that is not committed, so this is safe).
 fn spawn_signal_handler(stop: Arc<AtomicBool>) {
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         loop {
             let got = match term.as_mut() {
                 Some(t) => tokio::select! {
@@ -213,7 +221,9 @@ fn spawn_signal_handler(stop: Arc<AtomicBool>) {
                 eprintln!("stopping now");
                 std::process::exit(130);
             }
-            eprintln!("stopping after the current transaction (press Ctrl-C again to stop at once)");
+            eprintln!(
+                "stopping after the current transaction (press Ctrl-C again to stop at once)"
+            );
         }
     });
 }

@@ -24,26 +24,158 @@ macro_rules! key {
 
 /// Every key `philotes run` understands.
 pub const KEYS: &[KeyDoc] = &[
-    key!("source", "--source", "PHILOTES_SOURCE", "(required for run)", "PostgreSQL URL of the source, e.g. `postgres://user:pw@host:5432/db?sslmode=verify-full`. `sslmode` is disable, prefer, require, verify-ca or verify-full; `sslrootcert` names a CA file."),
-    key!("publication", "--publication", "PHILOTES_PUBLICATION", "philotes", "Publication to replicate. Created if missing: FOR ALL TABLES, or for `tables`."),
-    key!("tables", "--tables", "PHILOTES_TABLES", "(all tables)", "Comma-separated `schema.table` list for a publication Philotes creates."),
-    key!("slot", "--slot", "PHILOTES_SLOT", "philotes", "Logical replication slot; created if missing. Its confirmed position only moves past changes committed in Iceberg."),
-    key!("data_dir", "--data-dir", "PHILOTES_DATA_DIR", "./philotes-data", "Local state: the embedded catalog (`catalog.db`), the default warehouse (`warehouse/`) and the dead-letter file."),
-    key!("namespace", "--namespace", "PHILOTES_NAMESPACE", "(the source schema)", "Put every table into this Iceberg namespace as `<schema>__<table>__changelog`."),
-    key!("catalog_name", "--catalog-name", "PHILOTES_CATALOG_NAME", "philotes", "Catalog name recorded in the SQL catalog (pyiceberg's `SqlCatalog(name, …)`)."),
-    key!("catalog_uri", "--catalog-uri", "PHILOTES_CATALOG_URI", "(embedded SQLite)", "Iceberg REST catalog URI (Lakekeeper). Empty: the embedded SQL catalog in `DATA_DIR/catalog.db`."),
-    key!("catalog_token", "--catalog-token", "PHILOTES_CATALOG_TOKEN", "(none)", "Bearer token for the REST catalog. Never printed."),
-    key!("catalog_credential", "--catalog-credential", "PHILOTES_CATALOG_CREDENTIAL", "(none)", "OAuth2 `client_id:client_secret` for the REST catalog. Never printed."),
-    key!("catalog_warehouse", "--catalog-warehouse", "PHILOTES_CATALOG_WAREHOUSE", "(none)", "Warehouse name the REST catalog should use."),
-    key!("catalog_prefix", "--catalog-prefix", "PHILOTES_CATALOG_PREFIX", "(none)", "Path prefix of the REST catalog's API."),
-    key!("warehouse", "--warehouse", "PHILOTES_WAREHOUSE", "file://DATA_DIR/warehouse", "Where table data goes: `file:///path` or `s3://bucket/path`."),
-    key!("s3_endpoint", "--s3-endpoint", "PHILOTES_S3_ENDPOINT", "(AWS)", "S3-compatible endpoint URL (MinIO, Hetzner, OVHcloud, Scaleway, Exoscale)."),
-    key!("s3_region", "--s3-region", "PHILOTES_S3_REGION", "us-east-1", "S3 region."),
-    key!("s3_access_key_id", "--s3-access-key-id", "PHILOTES_S3_ACCESS_KEY_ID", "(none)", "S3 access key id."),
-    key!("s3_secret_access_key", "--s3-secret-access-key", "PHILOTES_S3_SECRET_ACCESS_KEY", "(none)", "S3 secret access key. Never printed."),
-    key!("s3_path_style", "--s3-path-style", "PHILOTES_S3_PATH_STYLE", "false", "Use path-style S3 URLs (needed by most self-hosted S3 servers)."),
-    key!("flush_interval", "--flush-interval", "PHILOTES_FLUSH_INTERVAL", "5s", "Longest time a committed source transaction waits before it is committed to Iceberg."),
-    key!("flush_rows", "--flush-rows", "PHILOTES_FLUSH_ROWS", "1000000", "Commit to Iceberg at the next transaction end once this many rows are pending."),
-    key!("batch_rows", "--batch-rows", "PHILOTES_BATCH_ROWS", "16384", "Rows buffered in memory per table before they are encoded into the open Parquet file."),
-    key!("until_caught_up", "--until-caught-up", "PHILOTES_UNTIL_CAUGHT_UP", "false", "Exit 0 once everything committed on the source before the start is committed in Iceberg; non-zero if a table was stopped by an error."),
+    key!(
+        "source",
+        "--source",
+        "PHILOTES_SOURCE",
+        "(required for run)",
+        "PostgreSQL URL of the source, e.g. `postgres://user:pw@host:5432/db?sslmode=verify-full`. `sslmode` is disable, prefer, require, verify-ca or verify-full; `sslrootcert` names a CA file."
+    ),
+    key!(
+        "publication",
+        "--publication",
+        "PHILOTES_PUBLICATION",
+        "philotes",
+        "Publication to replicate. Created if missing: FOR ALL TABLES, or for `tables`."
+    ),
+    key!(
+        "tables",
+        "--tables",
+        "PHILOTES_TABLES",
+        "(all tables)",
+        "Comma-separated `schema.table` list for a publication Philotes creates."
+    ),
+    key!(
+        "slot",
+        "--slot",
+        "PHILOTES_SLOT",
+        "philotes",
+        "Logical replication slot; created if missing. Its confirmed position only moves past changes committed in Iceberg."
+    ),
+    key!(
+        "data_dir",
+        "--data-dir",
+        "PHILOTES_DATA_DIR",
+        "./philotes-data",
+        "Local state: the embedded catalog (`catalog.db`), the default warehouse (`warehouse/`) and the dead-letter file."
+    ),
+    key!(
+        "namespace",
+        "--namespace",
+        "PHILOTES_NAMESPACE",
+        "(the source schema)",
+        "Put every table into this Iceberg namespace as `<schema>__<table>__changelog`."
+    ),
+    key!(
+        "catalog_name",
+        "--catalog-name",
+        "PHILOTES_CATALOG_NAME",
+        "philotes",
+        "Catalog name recorded in the SQL catalog (pyiceberg's `SqlCatalog(name, …)`)."
+    ),
+    key!(
+        "catalog_uri",
+        "--catalog-uri",
+        "PHILOTES_CATALOG_URI",
+        "(embedded SQLite)",
+        "Iceberg REST catalog URI (Lakekeeper). Empty: the embedded SQL catalog in `DATA_DIR/catalog.db`."
+    ),
+    key!(
+        "catalog_token",
+        "--catalog-token",
+        "PHILOTES_CATALOG_TOKEN",
+        "(none)",
+        "Bearer token for the REST catalog. Never printed."
+    ),
+    key!(
+        "catalog_credential",
+        "--catalog-credential",
+        "PHILOTES_CATALOG_CREDENTIAL",
+        "(none)",
+        "OAuth2 `client_id:client_secret` for the REST catalog. Never printed."
+    ),
+    key!(
+        "catalog_warehouse",
+        "--catalog-warehouse",
+        "PHILOTES_CATALOG_WAREHOUSE",
+        "(none)",
+        "Warehouse name the REST catalog should use."
+    ),
+    key!(
+        "catalog_prefix",
+        "--catalog-prefix",
+        "PHILOTES_CATALOG_PREFIX",
+        "(none)",
+        "Path prefix of the REST catalog's API."
+    ),
+    key!(
+        "warehouse",
+        "--warehouse",
+        "PHILOTES_WAREHOUSE",
+        "file://DATA_DIR/warehouse",
+        "Where table data goes: `file:///path` or `s3://bucket/path`."
+    ),
+    key!(
+        "s3_endpoint",
+        "--s3-endpoint",
+        "PHILOTES_S3_ENDPOINT",
+        "(AWS)",
+        "S3-compatible endpoint URL (MinIO, Hetzner, OVHcloud, Scaleway, Exoscale)."
+    ),
+    key!(
+        "s3_region",
+        "--s3-region",
+        "PHILOTES_S3_REGION",
+        "us-east-1",
+        "S3 region."
+    ),
+    key!(
+        "s3_access_key_id",
+        "--s3-access-key-id",
+        "PHILOTES_S3_ACCESS_KEY_ID",
+        "(none)",
+        "S3 access key id."
+    ),
+    key!(
+        "s3_secret_access_key",
+        "--s3-secret-access-key",
+        "PHILOTES_S3_SECRET_ACCESS_KEY",
+        "(none)",
+        "S3 secret access key. Never printed."
+    ),
+    key!(
+        "s3_path_style",
+        "--s3-path-style",
+        "PHILOTES_S3_PATH_STYLE",
+        "false",
+        "Use path-style S3 URLs (needed by most self-hosted S3 servers)."
+    ),
+    key!(
+        "flush_interval",
+        "--flush-interval",
+        "PHILOTES_FLUSH_INTERVAL",
+        "5s",
+        "Longest time a committed source transaction waits before it is committed to Iceberg."
+    ),
+    key!(
+        "flush_rows",
+        "--flush-rows",
+        "PHILOTES_FLUSH_ROWS",
+        "1000000",
+        "Commit to Iceberg at the next transaction end once this many rows are pending."
+    ),
+    key!(
+        "batch_rows",
+        "--batch-rows",
+        "PHILOTES_BATCH_ROWS",
+        "16384",
+        "Rows buffered in memory per table before they are encoded into the open Parquet file."
+    ),
+    key!(
+        "until_caught_up",
+        "--until-caught-up",
+        "PHILOTES_UNTIL_CAUGHT_UP",
+        "false",
+        "Exit 0 once everything committed on the source before the start is committed in Iceberg; non-zero if a table was stopped by an error."
+    ),
 ];

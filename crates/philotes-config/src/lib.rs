@@ -68,10 +68,7 @@ impl Layer {
         toml::from_str(text).map_err(|e| {
             Error::new(
                 ErrorKind::Config,
-                format!(
-                    "the configuration file is not valid: {}",
-                    e.message()
-                ),
+                format!("the configuration file is not valid: {}", e.message()),
             )
         })
     }
@@ -108,10 +105,15 @@ impl Layer {
 
     /// Apply defaults and check the merged configuration.
     pub fn resolve(self) -> Result<Settings> {
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./philotes-data"));
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./philotes-data"));
         let catalog = match self.catalog_uri.filter(|u| !u.is_empty()) {
             None => CatalogSettings::Sql {
-                uri: format!("sqlite://{}?mode=rwc", data_dir.join("catalog.db").display()),
+                uri: format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("catalog.db").display()
+                ),
             },
             Some(uri) => CatalogSettings::Rest {
                 uri,
@@ -143,11 +145,17 @@ impl Layer {
         };
         let batch_rows = self.batch_rows.unwrap_or(16_384);
         if batch_rows == 0 {
-            return Err(Error::new(ErrorKind::Config, "batch_rows must be at least 1"));
+            return Err(Error::new(
+                ErrorKind::Config,
+                "batch_rows must be at least 1",
+            ));
         }
         let flush_rows = self.flush_rows.unwrap_or(1_000_000);
         if flush_rows == 0 {
-            return Err(Error::new(ErrorKind::Config, "flush_rows must be at least 1"));
+            return Err(Error::new(
+                ErrorKind::Config,
+                "flush_rows must be at least 1",
+            ));
         }
         let namespace = self.namespace.filter(|n| !n.is_empty());
         Ok(Settings {

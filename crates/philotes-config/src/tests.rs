@@ -40,7 +40,10 @@ fn secrets_never_print() {
     .unwrap();
     let s = l.resolve().unwrap();
     let shown = format!("{s:?}");
-    assert!(!shown.contains("hunter2") && !shown.contains("s3cr3t"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -66,10 +69,27 @@ fn bad_warehouse_says_what_to_do() {
 fn every_layer_field_is_documented() {
     // The TOML keys of Layer and KEYS must agree: a field without a doc line fails here.
     let fields = [
-        "source", "publication", "tables", "slot", "data_dir", "namespace", "catalog_name",
-        "catalog_uri", "catalog_token", "catalog_credential", "catalog_warehouse",
-        "catalog_prefix", "warehouse", "s3_endpoint", "s3_region", "s3_access_key_id",
-        "s3_secret_access_key", "s3_path_style", "flush_interval", "flush_rows", "batch_rows",
+        "source",
+        "publication",
+        "tables",
+        "slot",
+        "data_dir",
+        "namespace",
+        "catalog_name",
+        "catalog_uri",
+        "catalog_token",
+        "catalog_credential",
+        "catalog_warehouse",
+        "catalog_prefix",
+        "warehouse",
+        "s3_endpoint",
+        "s3_region",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "s3_path_style",
+        "flush_interval",
+        "flush_rows",
+        "batch_rows",
         "until_caught_up",
     ];
     for f in fields {

@@ -181,5 +181,7 @@ pub enum Change {
         commit_ts_us: i64,
     },
     /// The server's current WAL end, sent while nothing else is.
-    KeepAlive { wal_end: Lsn },
+    KeepAlive {
+        wal_end: Lsn,
+    },
 }

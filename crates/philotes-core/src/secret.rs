@@ -122,6 +122,9 @@ mod tests {
             redact_conninfo("host=db password=hunter2 user=a"),
             "host=db password=*** user=a"
         );
-        assert_eq!(redact_conninfo("postgres://app@db/shop"), "postgres://app@db/shop");
+        assert_eq!(
+            redact_conninfo("postgres://app@db/shop"),
+            "postgres://app@db/shop"
+        );
     }
 }

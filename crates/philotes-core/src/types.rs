@@ -14,7 +14,10 @@ pub enum ColumnType {
     Float32,
     Float64,
     /// numeric(p,s) with 1 <= p <= 38 and 0 <= s <= p.
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     Bool,
     /// text, varchar, char, name, json, jsonb, enums, numeric without an exact decimal type,
     /// and anything else, in PostgreSQL's text form.

@@ -221,9 +221,12 @@ impl Reader<'_> {
     }
 
     fn error(&self, what: String) -> Error {
-        Error::new(ErrorKind::Protocol, format!("malformed pgoutput message: {what}"))
-            .with("offset", self.pos)
-            .with("length", self.data.len())
+        Error::new(
+            ErrorKind::Protocol,
+            format!("malformed pgoutput message: {what}"),
+        )
+        .with("offset", self.pos)
+        .with("length", self.data.len())
     }
 
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {

@@ -86,7 +86,10 @@ fn relation_with_key_column() {
     else {
         panic!("not a relation");
     };
-    assert_eq!((oid, namespace.as_str(), name.as_str()), (16384, "public", "orders"));
+    assert_eq!(
+        (oid, namespace.as_str(), name.as_str()),
+        (16384, "public", "orders")
+    );
     assert_eq!(replica_identity, b'd');
     assert_eq!(columns.len(), 2);
     assert_eq!(columns[0].flags, 1);
@@ -193,8 +196,23 @@ fn malformed_input_is_an_error_not_a_panic() {
         Bytes::new(),
         msg(&[b"B", &[0, 0]]),
         msg(&[b"I", &1u32.to_be_bytes(), b"X"]),
-        msg(&[b"I", &1u32.to_be_bytes(), b"N", &1u16.to_be_bytes(), b"t", &(-5i32).to_be_bytes()]),
-        msg(&[b"I", &1u32.to_be_bytes(), b"N", &1u16.to_be_bytes(), b"t", &(1000i32).to_be_bytes(), b"ab"]),
+        msg(&[
+            b"I",
+            &1u32.to_be_bytes(),
+            b"N",
+            &1u16.to_be_bytes(),
+            b"t",
+            &(-5i32).to_be_bytes(),
+        ]),
+        msg(&[
+            b"I",
+            &1u32.to_be_bytes(),
+            b"N",
+            &1u16.to_be_bytes(),
+            b"t",
+            &(1000i32).to_be_bytes(),
+            b"ab",
+        ]),
         msg(&[b"R", &1u32.to_be_bytes(), b"no-terminator"]),
         msg(&[b"T", &u32::MAX.to_be_bytes(), &[0]]),
         msg(&[b"Z"]),

@@ -25,18 +25,32 @@ impl Progress {
 
     fn rate(&self) -> f64 {
         let secs = self.started.elapsed().as_secs_f64();
-        if secs > 0.0 { self.rows as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            self.rows as f64 / secs
+        } else {
+            0.0
+        }
     }
 
     /// Count `n` more rows; redraw or log when it is time.
     pub fn add(&mut self, n: u64) {
         self.rows += n;
-        let every = if self.tty { Duration::from_millis(200) } else { Duration::from_secs(5) };
+        let every = if self.tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        };
         if self.last.elapsed() >= every {
             self.last = Instant::now();
             if self.tty {
                 let mut err = std::io::stderr();
-                let _ = write!(err, "\r{}: {} rows, {:.0} rows/s   ", self.label, self.rows, self.rate());
+                let _ = write!(
+                    err,
+                    "\r{}: {} rows, {:.0} rows/s   ",
+                    self.label,
+                    self.rows,
+                    self.rate()
+                );
                 let _ = err.flush();
             } else {
                 tracing::info!(job = %self.label, rows = self.rows, rows_per_s = self.rate() as u64, "progress");
@@ -46,7 +60,13 @@ impl Progress {
 
     pub fn finish(&self) {
         if self.tty {
-            let _ = writeln!(std::io::stderr(), "\r{}: {} rows, {:.0} rows/s, done   ", self.label, self.rows, self.rate());
+            let _ = writeln!(
+                std::io::stderr(),
+                "\r{}: {} rows, {:.0} rows/s, done   ",
+                self.label,
+                self.rows,
+                self.rate()
+            );
         }
         tracing::info!(
             job = %self.label,

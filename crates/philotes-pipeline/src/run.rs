@@ -9,7 +9,9 @@ use philotes_config::Settings;
 use philotes_core::{Cell, Change, Error, ErrorKind, Lsn, Op, Result, Row, TableName};
 use philotes_sink_iceberg::{ChangelogTable, TableProgress, open_catalog, table_ident};
 use philotes_source_postgres::catalog::publication_tables;
-use philotes_source_postgres::{Next, ReplicationStream, SourceConn, SourceTable, TypeResolver, preflight};
+use philotes_source_postgres::{
+    Next, ReplicationStream, SourceConn, SourceTable, TypeResolver, preflight,
+};
 
 use crate::dlq::DeadLetters;
 use crate::snapshot::copy_tables;
@@ -70,7 +72,10 @@ struct Txn {
 /// `until_caught_up`, everything committed on the source before the start is in Iceberg.
 pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport> {
     let source = settings.source.as_ref().ok_or_else(|| {
-        Error::new(ErrorKind::Config, "no source: set --source or PHILOTES_SOURCE to the PostgreSQL URL to replicate")
+        Error::new(
+            ErrorKind::Config,
+            "no source: set --source or PHILOTES_SOURCE to the PostgreSQL URL to replicate",
+        )
     })?;
     let mut conn = SourceConn::parse(source)?;
     let client = conn.connect().await?;
@@ -97,10 +102,19 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
     {
         let mut to_copy: Vec<&mut TableState> = tables
             .values_mut()
-            .filter(|t| t.stopped.is_none() && t.lake.is_some() && t.progress.snapshot_lsn.is_none())
+            .filter(|t| {
+                t.stopped.is_none() && t.lake.is_some() && t.progress.snapshot_lsn.is_none()
+            })
             .collect();
         to_copy.sort_by(|a, b| a.source.name.cmp(&b.source.name));
-        copy_tables(&conn, &settings.publication, &mut to_copy, settings.batch_rows, &dead_letters).await?;
+        copy_tables(
+            &conn,
+            &settings.publication,
+            &mut to_copy,
+            settings.batch_rows,
+            &dead_letters,
+        )
+        .await?;
         for t in to_copy {
             if let Some(lake) = &t.lake {
                 t.progress = lake.progress();
@@ -117,7 +131,13 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
         None
     };
 
-    let mut stream = ReplicationStream::start(&conn, &settings.slot, &settings.publication, slot.confirmed_flush).await?;
+    let mut stream = ReplicationStream::start(
+        &conn,
+        &settings.slot,
+        &settings.publication,
+        slot.confirmed_flush,
+    )
+    .await?;
     let mut applier = Applier {
         tables,
         dead_letters,
@@ -126,7 +146,10 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
         warned: HashSet::new(),
         streamed_rows: 0,
     };
-    let idle = settings.flush_interval.min(Duration::from_millis(500)).max(Duration::from_millis(50));
+    let idle = settings
+        .flush_interval
+        .min(Duration::from_millis(500))
+        .max(Duration::from_millis(50));
     let mut last_flush = Instant::now();
     let mut caught_up = false;
     loop {
@@ -136,7 +159,10 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
         match stream.next(idle).await? {
             Next::End => {
                 if applier.txn.is_some() {
-                    return Err(Error::new(ErrorKind::Source, "the source ended the stream inside a transaction; restart to resume"));
+                    return Err(Error::new(
+                        ErrorKind::Source,
+                        "the source ended the stream inside a transaction; restart to resume",
+                    ));
                 }
                 break;
             }
@@ -147,8 +173,17 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
                     stream.confirm(cap.map_or(wal_end, |c| c.min(wal_end)));
                 }
             }
-            Next::Change(Change::Message { prefix, content, lsn, transactional: false }) => {
-                if prefix == "philotes" && marker.as_deref().is_some_and(|m| content.as_ref() == m.as_bytes()) {
+            Next::Change(Change::Message {
+                prefix,
+                content,
+                lsn,
+                transactional: false,
+            }) => {
+                if prefix == "philotes"
+                    && marker
+                        .as_deref()
+                        .is_some_and(|m| content.as_ref() == m.as_bytes())
+                {
                     tracing::info!(lsn = %lsn, "caught up with the source");
                     caught_up = true;
                 }
@@ -156,7 +191,8 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
             Next::Change(change) => applier.apply(change).await?,
         }
         let pending = applier.pending();
-        let due = pending >= settings.flush_rows || (pending > 0 && last_flush.elapsed() >= settings.flush_interval);
+        let due = pending >= settings.flush_rows
+            || (pending > 0 && last_flush.elapsed() >= settings.flush_interval);
         if applier.txn.is_none() && (due || caught_up || stop.load(Ordering::Relaxed)) {
             applier.flush(&mut stream).await?;
             last_flush = Instant::now();
@@ -190,7 +226,13 @@ async fn open_table(
     settings: &Settings,
     slot_is_new: bool,
 ) -> TableState {
-    let key_idx = st.columns.iter().enumerate().filter(|(_, c)| c.is_key).map(|(i, _)| i).collect();
+    let key_idx = st
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_key)
+        .map(|(i, _)| i)
+        .collect();
     let mut state = TableState {
         lake: None,
         stopped: None,
@@ -204,7 +246,15 @@ async fn open_table(
         return state;
     }
     let ident = table_ident(&state.source.name, settings.namespace.as_deref());
-    match ChangelogTable::open(catalog.clone(), ident, &state.source.name, &state.source.columns, settings.batch_rows).await {
+    match ChangelogTable::open(
+        catalog.clone(),
+        ident,
+        &state.source.name,
+        &state.source.columns,
+        settings.batch_rows,
+    )
+    .await
+    {
         Ok(lake) => {
             state.progress = lake.progress();
             state.lake = Some(lake);
@@ -264,7 +314,11 @@ impl Applier {
 
     async fn apply(&mut self, change: Change) -> Result<()> {
         match change {
-            Change::Begin { commit_lsn, commit_ts_us, .. } => {
+            Change::Begin {
+                commit_lsn,
+                commit_ts_us,
+                ..
+            } => {
                 self.txn = Some(Txn {
                     commit_lsn,
                     ts_us: commit_ts_us,
@@ -288,22 +342,19 @@ impl Applier {
                 if let (Some(old), Some(t)) = (&old, self.tables.get(&rel)) {
                     // Under REPLICA IDENTITY FULL the old row carries unchanged TOAST values.
                     for (i, cell) in new.iter_mut().enumerate() {
-                        if *cell == Cell::Unchanged {
-                            if let Some(Cell::Text(b)) = old.get(i) {
-                                *cell = Cell::Text(b.clone());
-                            }
+                        if let (Cell::Unchanged, Some(Cell::Text(b))) = (&*cell, old.get(i)) {
+                            *cell = Cell::Text(b.clone());
                         }
                     }
                     key_changed = t.key_idx.iter().any(|&i| match (old.get(i), new.get(i)) {
                         (Some(a @ Cell::Text(_)), Some(b @ Cell::Text(_))) => a != b,
-                        (Some(Cell::Null), Some(Cell::Text(_))) | (Some(Cell::Text(_)), Some(Cell::Null)) => true,
+                        (Some(Cell::Null), Some(Cell::Text(_)))
+                        | (Some(Cell::Text(_)), Some(Cell::Null)) => true,
                         _ => false,
                     });
                 }
-                if key_changed {
-                    if let Some(old) = &old {
-                        self.write(rel, Op::Delete, old).await?;
-                    }
+                if let (true, Some(old)) = (key_changed, &old) {
+                    self.write(rel, Op::Delete, old).await?;
                 }
                 self.write(rel, Op::Update, &new).await?;
             }
@@ -321,7 +372,10 @@ impl Applier {
 
     async fn write(&mut self, rel: u32, op: Op, row: &Row) -> Result<()> {
         let Some(txn) = self.txn.as_mut() else {
-            return Err(Error::new(ErrorKind::Protocol, "a row change arrived outside a transaction"));
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "a row change arrived outside a transaction",
+            ));
         };
         let Some(t) = self.tables.get_mut(&rel) else {
             return Ok(()); // not replicated (warned on its Relation message)
@@ -355,12 +409,16 @@ impl Applier {
                 lake.write_if_full().await?;
             }
             Err(ce) => {
-                let err = Error::new(ErrorKind::Conversion, format!("cannot convert a value: {}", ce.message))
-                    .with("table", &t.source.name)
-                    .with("column", &ce.column)
-                    .with("lsn", lsn);
+                let err = Error::new(
+                    ErrorKind::Conversion,
+                    format!("cannot convert a value: {}", ce.message),
+                )
+                .with("table", &t.source.name)
+                .with("column", &ce.column)
+                .with("lsn", lsn);
                 let names: Vec<String> = t.source.columns.iter().map(|c| c.name.clone()).collect();
-                self.dead_letters.record(&t.source.name, lsn, op, &names, row, &err)?;
+                self.dead_letters
+                    .record(&t.source.name, lsn, op, &names, row, &err)?;
                 tracing::error!(file = %self.dead_letters.path().display(), "the change was written to the dead-letter file");
                 t.stop(err);
             }

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use iceberg::io::{S3_ACCESS_KEY_ID, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION, S3_SECRET_ACCESS_KEY, StorageFactory};
+use iceberg::io::{
+    S3_ACCESS_KEY_ID, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION, S3_SECRET_ACCESS_KEY,
+    StorageFactory,
+};
 use iceberg::{Catalog, CatalogBuilder};
 use iceberg_catalog_rest::RestCatalogBuilder;
 use iceberg_catalog_sql::SqlCatalogBuilder;
@@ -38,20 +41,32 @@ pub async fn open_catalog(settings: &Settings) -> Result<Arc<dyn Catalog>> {
     } else {
         let dir = settings.warehouse.trim_start_matches("file://");
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::new(ErrorKind::Sink, format!("cannot create the warehouse directory {dir}")).with_source(e)
+            Error::new(
+                ErrorKind::Sink,
+                format!("cannot create the warehouse directory {dir}"),
+            )
+            .with_source(e)
         })?;
         Arc::new(OpenDalStorageFactory::Fs)
     };
-    props.insert("warehouse".into(), settings.warehouse.trim_end_matches('/').to_string());
+    props.insert(
+        "warehouse".into(),
+        settings.warehouse.trim_end_matches('/').to_string(),
+    );
     match &settings.catalog {
         CatalogSettings::Sql { uri } => {
-            if let Some(path) = uri.strip_prefix("sqlite://").and_then(|p| p.split('?').next()) {
-                if let Some(parent) = std::path::Path::new(path).parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        Error::new(ErrorKind::Sink, format!("cannot create the data directory {}", parent.display()))
-                            .with_source(e)
-                    })?;
-                }
+            let sqlite_dir = uri
+                .strip_prefix("sqlite://")
+                .and_then(|p| p.split('?').next())
+                .and_then(|p| std::path::Path::new(p).parent());
+            if let Some(parent) = sqlite_dir {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Sink,
+                        format!("cannot create the data directory {}", parent.display()),
+                    )
+                    .with_source(e)
+                })?;
             }
             sqlx::any::install_default_drivers();
             props.insert("uri".into(), uri.clone());

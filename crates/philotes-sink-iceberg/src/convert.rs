@@ -51,7 +51,9 @@ fn parse_str<'a>(ty: &ColumnType, s: &'a str) -> Result<Value<'a>, String> {
         ColumnType::Int64 => Value::I64(parse::int(s)?),
         ColumnType::Float32 => Value::F32(parse::float32(s)?),
         ColumnType::Float64 => Value::F64(parse::float64(s)?),
-        ColumnType::Decimal { precision, scale } => Value::Dec(parse::decimal(s, *precision, *scale)?),
+        ColumnType::Decimal { precision, scale } => {
+            Value::Dec(parse::decimal(s, *precision, *scale)?)
+        }
         ColumnType::Bool => Value::Bool(parse::boolean(s)?),
         ColumnType::Text => Value::Str(s),
         ColumnType::Bytea => Value::Bin(parse::bytea(s)?),
@@ -118,29 +120,54 @@ impl ColumnBuilder {
     pub fn new(ty: &ColumnType, data_type: &DataType) -> Result<ColumnBuilder, String> {
         let cap = 1024;
         Ok(match (ty, data_type) {
-            (ColumnType::Int32, DataType::Int32) => ColumnBuilder::I32(Int32Builder::with_capacity(cap)),
-            (ColumnType::Int64, DataType::Int64) => ColumnBuilder::I64(Int64Builder::with_capacity(cap)),
-            (ColumnType::Float32, DataType::Float32) => ColumnBuilder::F32(Float32Builder::with_capacity(cap)),
-            (ColumnType::Float64, DataType::Float64) => ColumnBuilder::F64(Float64Builder::with_capacity(cap)),
+            (ColumnType::Int32, DataType::Int32) => {
+                ColumnBuilder::I32(Int32Builder::with_capacity(cap))
+            }
+            (ColumnType::Int64, DataType::Int64) => {
+                ColumnBuilder::I64(Int64Builder::with_capacity(cap))
+            }
+            (ColumnType::Float32, DataType::Float32) => {
+                ColumnBuilder::F32(Float32Builder::with_capacity(cap))
+            }
+            (ColumnType::Float64, DataType::Float64) => {
+                ColumnBuilder::F64(Float64Builder::with_capacity(cap))
+            }
             (ColumnType::Decimal { .. }, DataType::Decimal128(p, s)) => {
                 ColumnBuilder::Dec(Decimal128Builder::with_capacity(cap), *p, *s)
             }
-            (ColumnType::Bool, DataType::Boolean) => ColumnBuilder::Bool(BooleanBuilder::with_capacity(cap)),
-            (ColumnType::Text, DataType::Utf8) => ColumnBuilder::Str(StringBuilder::with_capacity(cap, cap * 16)),
-            (ColumnType::Bytea, DataType::LargeBinary) => ColumnBuilder::Bin(LargeBinaryBuilder::with_capacity(cap, cap * 16)),
-            (ColumnType::Date, DataType::Date32) => ColumnBuilder::Date(Date32Builder::with_capacity(cap)),
-            (ColumnType::Time, DataType::Time64(_)) => ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(cap)),
+            (ColumnType::Bool, DataType::Boolean) => {
+                ColumnBuilder::Bool(BooleanBuilder::with_capacity(cap))
+            }
+            (ColumnType::Text, DataType::Utf8) => {
+                ColumnBuilder::Str(StringBuilder::with_capacity(cap, cap * 16))
+            }
+            (ColumnType::Bytea, DataType::LargeBinary) => {
+                ColumnBuilder::Bin(LargeBinaryBuilder::with_capacity(cap, cap * 16))
+            }
+            (ColumnType::Date, DataType::Date32) => {
+                ColumnBuilder::Date(Date32Builder::with_capacity(cap))
+            }
+            (ColumnType::Time, DataType::Time64(_)) => {
+                ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(cap))
+            }
             (ColumnType::Timestamp | ColumnType::Timestamptz, DataType::Timestamp(_, tz)) => {
                 ColumnBuilder::Ts(TimestampMicrosecondBuilder::with_capacity(cap), tz.clone())
             }
-            (ColumnType::Uuid, DataType::FixedSizeBinary(16)) => ColumnBuilder::Uuid(FixedSizeBinaryBuilder::with_capacity(cap, 16)),
+            (ColumnType::Uuid, DataType::FixedSizeBinary(16)) => {
+                ColumnBuilder::Uuid(FixedSizeBinaryBuilder::with_capacity(cap, 16))
+            }
             (ColumnType::List(elem), DataType::List(field)) => ColumnBuilder::List {
                 field: field.clone(),
                 offsets: vec![0],
                 nulls: NullBufferBuilder::new(cap),
                 child: Box::new(ColumnBuilder::new(elem, field.data_type())?),
             },
-            (ty, dt) => return Err(format!("lake column type {dt} does not hold {}", ty.describe())),
+            (ty, dt) => {
+                return Err(format!(
+                    "lake column type {dt} does not hold {}",
+                    ty.describe()
+                ));
+            }
         })
     }
 
@@ -177,7 +204,9 @@ impl ColumnBuilder {
             (ColumnBuilder::Str(b), Value::Str(s)) => b.append_value(s),
             (ColumnBuilder::Str(b), Value::Owned(s)) => b.append_value(s),
             (ColumnBuilder::Bin(b), Value::Bin(x)) => b.append_value(x),
-            (ColumnBuilder::Uuid(b), Value::Uuid(u)) => b.append_value(u).map_err(|e| e.to_string())?,
+            (ColumnBuilder::Uuid(b), Value::Uuid(u)) => {
+                b.append_value(u).map_err(|e| e.to_string())?
+            }
             (
                 ColumnBuilder::List {
                     offsets,
@@ -192,10 +221,17 @@ impl ColumnBuilder {
                 }
                 let last = offsets.last().copied().unwrap_or(0);
                 let len = i32::try_from(items.len()).map_err(|_| "list too long".to_string())?;
-                offsets.push(last.checked_add(len).ok_or_else(|| "list column overflows".to_string())?);
+                offsets.push(
+                    last.checked_add(len)
+                        .ok_or_else(|| "list column overflows".to_string())?,
+                );
                 nulls.append_non_null();
             }
-            (_, v) => return Err(format!("internal: value {v:?} does not match its column builder")),
+            (_, v) => {
+                return Err(format!(
+                    "internal: value {v:?} does not match its column builder"
+                ));
+            }
         }
         Ok(())
     }

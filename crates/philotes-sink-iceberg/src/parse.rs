@@ -14,7 +14,8 @@ pub fn utf8(b: &[u8]) -> ParseResult<&str> {
 }
 
 pub fn int<T: std::str::FromStr>(s: &str) -> ParseResult<T> {
-    s.parse().map_err(|_| format!("`{s}` is not an integer of this size"))
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an integer of this size"))
 }
 
 pub fn float64(s: &str) -> ParseResult<f64> {
@@ -22,7 +23,9 @@ pub fn float64(s: &str) -> ParseResult<f64> {
         "NaN" => Ok(f64::NAN),
         "Infinity" => Ok(f64::INFINITY),
         "-Infinity" => Ok(f64::NEG_INFINITY),
-        _ => s.parse().map_err(|_| format!("`{s}` is not a floating-point number")),
+        _ => s
+            .parse()
+            .map_err(|_| format!("`{s}` is not a floating-point number")),
     }
 }
 
@@ -31,7 +34,9 @@ pub fn float32(s: &str) -> ParseResult<f32> {
         "NaN" => Ok(f32::NAN),
         "Infinity" => Ok(f32::INFINITY),
         "-Infinity" => Ok(f32::NEG_INFINITY),
-        _ => s.parse().map_err(|_| format!("`{s}` is not a floating-point number")),
+        _ => s
+            .parse()
+            .map_err(|_| format!("`{s}` is not a floating-point number")),
     }
 }
 
@@ -103,7 +108,9 @@ pub fn uuid(s: &str) -> ParseResult<[u8; 16]> {
         if c == '-' {
             continue;
         }
-        let d = c.to_digit(16).ok_or_else(|| format!("`{s}` is not a UUID"))?;
+        let d = c
+            .to_digit(16)
+            .ok_or_else(|| format!("`{s}` is not a UUID"))?;
         match hi.take() {
             None => hi = Some(d),
             Some(h) => {
@@ -196,7 +203,11 @@ pub fn time(s: &str) -> ParseResult<i64> {
     if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    let mut us: i64 = if frac.is_empty() { 0 } else { frac.parse().map_err(|_| bad())? };
+    let mut us: i64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| bad())?
+    };
     for _ in frac.len()..6 {
         us *= 10;
     }
@@ -234,8 +245,13 @@ pub fn timestamptz(s: &str) -> ParseResult<i64> {
     let sign: i64 = if offset.starts_with('-') { -1 } else { 1 };
     let mut secs = 0i64;
     for (i, part) in offset[1..].split(':').enumerate() {
-        let v: i64 = part.parse().map_err(|_| format!("`{s}` has a malformed UTC offset"))?;
-        secs += v * [3600, 60, 1].get(i).copied().ok_or_else(|| format!("`{s}` has a malformed UTC offset"))?;
+        let v: i64 = part
+            .parse()
+            .map_err(|_| format!("`{s}` has a malformed UTC offset"))?;
+        secs += v * [3600, 60, 1]
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("`{s}` has a malformed UTC offset"))?;
     }
     combine(s, date_part(d, bc)?, time(t)?, sign * secs * 1_000_000)
 }
@@ -282,11 +298,15 @@ pub fn array_elements(s: &str) -> ParseResult<Vec<Option<String>>> {
                 match chars.next() {
                     Some('\\') => match chars.next() {
                         Some(c) => cur.push(c),
-                        None => return Err(format!("array `{}` ends inside an escape", truncate(s))),
+                        None => {
+                            return Err(format!("array `{}` ends inside an escape", truncate(s)));
+                        }
                     },
                     Some('"') => break,
                     Some(c) => cur.push(c),
-                    None => return Err(format!("array `{}` has an unterminated quote", truncate(s))),
+                    None => {
+                        return Err(format!("array `{}` has an unterminated quote", truncate(s)));
+                    }
                 }
             }
         }
@@ -294,7 +314,10 @@ pub fn array_elements(s: &str) -> ParseResult<Vec<Option<String>>> {
             match chars.peek() {
                 Some(',') | None => break,
                 Some(_) if quoted => {
-                    return Err(format!("array `{}` has text after a quoted element", truncate(s)));
+                    return Err(format!(
+                        "array `{}` has text after a quoted element",
+                        truncate(s)
+                    ));
                 }
                 Some('\\') => {
                     chars.next();
@@ -342,8 +365,14 @@ mod tests {
         assert_eq!(decimal("123.45", 10, 2), Ok(12345));
         assert_eq!(decimal("-0.5", 10, 2), Ok(-50));
         assert_eq!(decimal("7", 5, 0), Ok(7));
-        assert_eq!(decimal("99999999999999999999999999999999999999", 38, 0), Ok(99_999_999_999_999_999_999_999_999_999_999_999_999));
-        assert_eq!(decimal("-0.00000000000000000000000000000000000001", 38, 38), Ok(-1));
+        assert_eq!(
+            decimal("99999999999999999999999999999999999999", 38, 0),
+            Ok(99_999_999_999_999_999_999_999_999_999_999_999_999)
+        );
+        assert_eq!(
+            decimal("-0.00000000000000000000000000000000000001", 38, 38),
+            Ok(-1)
+        );
         assert!(decimal("NaN", 10, 2).is_err());
         assert!(decimal("1.234", 10, 2).is_err());
         assert!(decimal("123456789", 10, 2).is_err());
@@ -364,8 +393,14 @@ mod tests {
         assert!(time("25:00:00").is_err());
         assert_eq!(timestamp("1970-01-02 00:00:00.000001"), Ok(US_PER_DAY + 1));
         assert_eq!(timestamptz("1970-01-01 01:00:00+01"), Ok(0));
-        assert_eq!(timestamptz("1970-01-01 00:00:00-05:30"), Ok(5 * 3_600_000_000 + 30 * 60_000_000));
-        assert_eq!(timestamptz("2024-06-01 12:34:56.789+00"), timestamp("2024-06-01 12:34:56.789"));
+        assert_eq!(
+            timestamptz("1970-01-01 00:00:00-05:30"),
+            Ok(5 * 3_600_000_000 + 30 * 60_000_000)
+        );
+        assert_eq!(
+            timestamptz("2024-06-01 12:34:56.789+00"),
+            timestamp("2024-06-01 12:34:56.789")
+        );
         assert_eq!(date("10000-01-01"), Ok(2_932_897));
     }
 
@@ -380,7 +415,10 @@ mod tests {
         assert_eq!(bytea("\\x00ff10"), Ok(vec![0, 255, 16]));
         assert!(bytea("\\x0").is_err());
         assert!(bytea("abc").is_err());
-        assert_eq!(uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").map(|u| u[0]), Ok(0xa0));
+        assert_eq!(
+            uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").map(|u| u[0]),
+            Ok(0xa0)
+        );
         assert!(uuid("a0eebc99").is_err());
     }
 

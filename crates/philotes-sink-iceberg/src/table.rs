@@ -17,7 +17,9 @@ use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
@@ -33,7 +35,13 @@ pub const LSN_COLUMN: &str = "_cdc_lsn";
 pub const SEQ_COLUMN: &str = "_cdc_seq";
 pub const TS_COLUMN: &str = "_cdc_ts";
 pub const UNCHANGED_COLUMN: &str = "_cdc_unchanged";
-const META_COLUMNS: [&str; 5] = [OP_COLUMN, LSN_COLUMN, SEQ_COLUMN, TS_COLUMN, UNCHANGED_COLUMN];
+const META_COLUMNS: [&str; 5] = [
+    OP_COLUMN,
+    LSN_COLUMN,
+    SEQ_COLUMN,
+    TS_COLUMN,
+    UNCHANGED_COLUMN,
+];
 
 /// Snapshot summary keys Philotes writes on every commit.
 pub const WATERMARK_KEY: &str = "philotes.watermark-lsn";
@@ -59,7 +67,8 @@ pub struct ConvertError {
     pub message: String,
 }
 
-type Writer = DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type Writer =
+    DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 /// A changelog table open for writing.
 pub struct ChangelogTable {
@@ -113,7 +122,9 @@ fn iceberg_type(ty: &ColumnType, next_id: &mut i32) -> Type {
             *next_id += 1;
             let id = *next_id;
             let elem_ty = iceberg_type(elem, next_id);
-            return Type::List(ListType::new(NestedField::list_element(id, elem_ty, false).into()));
+            return Type::List(ListType::new(
+                NestedField::list_element(id, elem_ty, false).into(),
+            ));
         }
     })
 }
@@ -129,20 +140,43 @@ pub fn changelog_schema(columns: &[ColumnDesc]) -> Result<Schema> {
         if META_COLUMNS.contains(&c.name.as_str()) {
             return Err(Error::new(
                 ErrorKind::SchemaChange,
-                format!("source column {} clashes with a Philotes metadata column; rename it", c.name),
+                format!(
+                    "source column {} clashes with a Philotes metadata column; rename it",
+                    c.name
+                ),
             ));
         }
         let ty = iceberg_type(&c.ty, &mut next_id);
         fields.push(NestedField::optional(i as i32 + 1, c.name.clone(), ty).into());
     }
     let base = columns.len() as i32;
-    fields.push(NestedField::required(base + 1, OP_COLUMN, Type::Primitive(PrimitiveType::String)).into());
-    fields.push(NestedField::required(base + 2, LSN_COLUMN, Type::Primitive(PrimitiveType::Long)).into());
-    fields.push(NestedField::required(base + 3, SEQ_COLUMN, Type::Primitive(PrimitiveType::Long)).into());
-    fields.push(NestedField::required(base + 4, TS_COLUMN, Type::Primitive(PrimitiveType::Timestamptz)).into());
+    fields.push(
+        NestedField::required(base + 1, OP_COLUMN, Type::Primitive(PrimitiveType::String)).into(),
+    );
+    fields.push(
+        NestedField::required(base + 2, LSN_COLUMN, Type::Primitive(PrimitiveType::Long)).into(),
+    );
+    fields.push(
+        NestedField::required(base + 3, SEQ_COLUMN, Type::Primitive(PrimitiveType::Long)).into(),
+    );
+    fields.push(
+        NestedField::required(
+            base + 4,
+            TS_COLUMN,
+            Type::Primitive(PrimitiveType::Timestamptz),
+        )
+        .into(),
+    );
     next_id += 1;
     let elem = NestedField::list_element(next_id, Type::Primitive(PrimitiveType::String), true);
-    fields.push(NestedField::optional(base + 5, UNCHANGED_COLUMN, Type::List(ListType::new(elem.into()))).into());
+    fields.push(
+        NestedField::optional(
+            base + 5,
+            UNCHANGED_COLUMN,
+            Type::List(ListType::new(elem.into())),
+        )
+        .into(),
+    );
     Schema::builder()
         .with_fields(fields)
         .build()
@@ -167,7 +201,9 @@ pub fn read_progress(table: &Table) -> Result<TableProgress> {
                 snapshot_lsn,
             });
         }
-        snap = s.parent_snapshot_id().and_then(|id| md.snapshot_by_id(id).cloned());
+        snap = s
+            .parent_snapshot_id()
+            .and_then(|id| md.snapshot_by_id(id).cloned());
     }
     Ok(TableProgress::default())
 }
@@ -208,7 +244,10 @@ impl ChangelogTable {
                 .name(ident.name().to_string())
                 .schema(schema.clone())
                 .properties(HashMap::from([
-                    ("write.parquet.compression-codec".to_string(), "zstd".to_string()),
+                    (
+                        "write.parquet.compression-codec".to_string(),
+                        "zstd".to_string(),
+                    ),
                     (SOURCE_KEY.to_string(), source.to_string()),
                 ]))
                 .build();
@@ -236,7 +275,9 @@ impl ChangelogTable {
         let types = columns.iter().map(|c| &c.ty).chain(meta_types.iter());
         for (ty, field) in types.zip(arrow_schema.fields()) {
             builders.push(ColumnBuilder::new(ty, field.data_type()).map_err(|m| {
-                Error::new(ErrorKind::Internal, m).with("table", source).with("column", field.name())
+                Error::new(ErrorKind::Internal, m)
+                    .with("table", source)
+                    .with("column", field.name())
             })?);
         }
         let progress = read_progress(&table)?;
@@ -317,7 +358,11 @@ impl ChangelogTable {
         values.push(Value::I64(lsn.as_i64()));
         values.push(Value::I64(seq));
         values.push(Value::I64(ts_us));
-        values.push(if unchanged.is_empty() { Value::Null } else { Value::List(unchanged) });
+        values.push(if unchanged.is_empty() {
+            Value::Null
+        } else {
+            Value::List(unchanged)
+        });
         for (b, v) in self.builders.iter_mut().zip(&values) {
             b.append(v).map_err(|message| ConvertError {
                 column: String::new(),
@@ -355,9 +400,9 @@ impl ChangelogTable {
             self.writer = Some(self.new_writer().await?);
         }
         if let Some(w) = self.writer.as_mut() {
-            w.write(batch)
-                .await
-                .map_err(|e| sink_error("cannot write a Parquet data file", e).with("table", &self.source))?;
+            w.write(batch).await.map_err(|e| {
+                sink_error("cannot write a Parquet data file", e).with("table", &self.source)
+            })?;
         }
         Ok(())
     }
@@ -389,7 +434,9 @@ impl ChangelogTable {
         DataFileWriterBuilder::new(rolling)
             .build(None)
             .await
-            .map_err(|e| sink_error("cannot open a Parquet data file", e).with("table", &self.source))
+            .map_err(|e| {
+                sink_error("cannot open a Parquet data file", e).with("table", &self.source)
+            })
     }
 
     /// Drop everything appended since the last commit (its files are never committed).
@@ -406,10 +453,9 @@ impl ChangelogTable {
     pub async fn commit(&mut self, progress: TableProgress) -> Result<()> {
         self.write_buffered().await?;
         let files = match self.writer.take() {
-            Some(mut w) => w
-                .close()
-                .await
-                .map_err(|e| sink_error("cannot finish a Parquet data file", e).with("table", &self.source))?,
+            Some(mut w) => w.close().await.map_err(|e| {
+                sink_error("cannot finish a Parquet data file", e).with("table", &self.source)
+            })?,
             None => Vec::new(),
         };
         let mut props = HashMap::new();
@@ -418,7 +464,10 @@ impl ChangelogTable {
         }
         props.insert(
             SNAPSHOT_KEY.to_string(),
-            progress.snapshot_lsn.map(|l| l.to_string()).unwrap_or_default(),
+            progress
+                .snapshot_lsn
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
         );
         let tx = Transaction::new(&self.table);
         let tx = tx
@@ -426,10 +475,15 @@ impl ChangelogTable {
             .add_data_files(files)
             .set_snapshot_properties(props)
             .apply(tx)
-            .map_err(|e| sink_error("cannot prepare the Iceberg commit", e).with("table", &self.source))?;
+            .map_err(|e| {
+                sink_error("cannot prepare the Iceberg commit", e).with("table", &self.source)
+            })?;
         self.table = tx.commit(self.catalog.as_ref()).await.map_err(|e| {
-            sink_error("cannot commit to Iceberg; the changes will be written again after a restart", e)
-                .with("table", &self.source)
+            sink_error(
+                "cannot commit to Iceberg; the changes will be written again after a restart",
+                e,
+            )
+            .with("table", &self.source)
         })?;
         self.progress = progress;
         self.pending = 0;

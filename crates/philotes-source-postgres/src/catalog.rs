@@ -60,8 +60,11 @@ impl TypeResolver {
         if let Some(t) = self.cache.get(&(type_oid, type_modifier)) {
             return Ok(t.clone());
         }
-        let resolved = self.resolve_uncached(client, type_oid, type_modifier).await?;
-        self.cache.insert((type_oid, type_modifier), resolved.clone());
+        let resolved = self
+            .resolve_uncached(client, type_oid, type_modifier)
+            .await?;
+        self.cache
+            .insert((type_oid, type_modifier), resolved.clone());
         Ok(resolved)
     }
 
@@ -75,7 +78,11 @@ impl TypeResolver {
         // Domains unwrap to their base type; one array level becomes a list.
         for _ in 0..16 {
             if let Some(t) = scalar_type(oid, typmod) {
-                return Ok(if in_array { ColumnType::List(Box::new(t)) } else { t });
+                return Ok(if in_array {
+                    ColumnType::List(Box::new(t))
+                } else {
+                    t
+                });
             }
             let Some(row) = lookup(client, oid).await? else {
                 return Ok(ColumnType::Text);
@@ -153,7 +160,8 @@ pub async fn publication_tables(
         let oid: u32 = r.get(0);
         let name = TableName::new(r.get::<_, String>(1), r.get::<_, String>(2));
         let ident: i8 = r.get(3);
-        let replica_identity = ReplicaIdentity::from_byte(ident as u8).unwrap_or(ReplicaIdentity::Default);
+        let replica_identity =
+            ReplicaIdentity::from_byte(ident as u8).unwrap_or(ReplicaIdentity::Default);
         let has_primary_key: bool = r.get(4);
         let columns = table_columns(client, resolver, oid, replica_identity).await?;
         tables.push(SourceTable {

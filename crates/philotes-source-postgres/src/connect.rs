@@ -24,8 +24,7 @@ pub enum SslMode {
 
 /// Session settings pinned on every source connection, so values print the same way in COPY
 /// output and in the replication stream (UTC instants, ISO dates, exact floats, hex bytea).
-pub const SESSION_OPTIONS: &str =
-    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex";
+pub const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex";
 
 /// A parsed source connection string.
 #[derive(Clone)]
@@ -52,7 +51,8 @@ impl SourceConn {
     pub fn parse(conninfo: &Secret) -> Result<SourceConn> {
         let raw = conninfo.expose();
         let redacted = redact_conninfo(raw);
-        let (rest, ssl_mode, ssl_root_cert) = split_ssl_params(raw).map_err(|e| e.with("source", &redacted))?;
+        let (rest, ssl_mode, ssl_root_cert) =
+            split_ssl_params(raw).map_err(|e| e.with("source", &redacted))?;
         let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
             Error::new(
                 ErrorKind::Config,
@@ -84,7 +84,10 @@ impl SourceConn {
                 .map(|p| String::from_utf8_lossy(p).into_owned())
                 .unwrap_or_default(),
         );
-        let dbname = config.get_dbname().map(str::to_string).unwrap_or_else(|| user.clone());
+        let dbname = config
+            .get_dbname()
+            .map(str::to_string)
+            .unwrap_or_else(|| user.clone());
         if config.get_user().is_none() {
             config.user(&user);
         }
@@ -155,9 +158,15 @@ impl SourceConn {
             .await
             .map_err(|e| crate::catalog::source_error("checking whether the connection is encrypted", e))?;
         let ssl: bool = row.get(0);
-        self.ssl_mode = if ssl { SslMode::Require } else { SslMode::Disable };
+        self.ssl_mode = if ssl {
+            SslMode::Require
+        } else {
+            SslMode::Disable
+        };
         if !ssl {
-            tracing::warn!("the source connection is not encrypted (sslmode=prefer and the server offers no TLS); set sslmode=verify-full in production");
+            tracing::warn!(
+                "the source connection is not encrypted (sslmode=prefer and the server offers no TLS); set sslmode=verify-full in production"
+            );
         }
         Ok(())
     }
@@ -198,7 +207,10 @@ impl SourceConn {
                     store.add(cert).map_err(|e| {
                         Error::new(
                             ErrorKind::Config,
-                            format!("sslrootcert {} holds an unusable certificate", path.display()),
+                            format!(
+                                "sslrootcert {} holds an unusable certificate",
+                                path.display()
+                            ),
                         )
                         .with_source(e)
                     })?;
@@ -304,7 +316,9 @@ fn split_ssl_params(raw: &str) -> Result<(String, SslMode, Option<PathBuf>)> {
         Some(other) => {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"),
+                format!(
+                    "sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
+                ),
             ));
         }
     };
@@ -352,7 +366,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -361,7 +380,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -379,7 +403,10 @@ mod tests {
             "postgres://app:hunter2@db.example:6432/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=5",
         ))
         .unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.user.as_str(), c.dbname.as_str()), ("db.example", 6432, "app", "shop"));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.user.as_str(), c.dbname.as_str()),
+            ("db.example", 6432, "app", "shop")
+        );
         assert_eq!(c.ssl_mode, SslMode::VerifyFull);
         assert_eq!(c.ssl_root_cert, Some(PathBuf::from("/etc/ca.pem")));
         assert!(!format!("{c:?}").contains("hunter2"));
@@ -387,7 +414,10 @@ mod tests {
 
     #[test]
     fn keyvalue_form_and_bad_sslmode() {
-        let c = SourceConn::parse(&Secret::new("host=h port=5 user=u dbname=d sslmode=disable")).unwrap();
+        let c = SourceConn::parse(&Secret::new(
+            "host=h port=5 user=u dbname=d sslmode=disable",
+        ))
+        .unwrap();
         assert_eq!((c.port, c.ssl_mode), (5, SslMode::Disable));
         let err = SourceConn::parse(&Secret::new("postgres://h/d?sslmode=maybe")).unwrap_err();
         assert!(err.to_string().contains("verify-full"), "{err}");

@@ -156,7 +156,10 @@ pub async fn ensure_slot(client: &tokio_postgres::Client, slot: &str) -> Result<
         let confirmed: Option<String> = r.get(3);
         let wal_status: String = r.get(4);
         let current_db: String = r.get(5);
-        if kind != "logical" || plugin.as_deref() != Some("pgoutput") || database.as_deref() != Some(current_db.as_str()) {
+        if kind != "logical"
+            || plugin.as_deref() != Some("pgoutput")
+            || database.as_deref() != Some(current_db.as_str())
+        {
             return Err(setup(format!(
                 "replication slot {slot} exists but is not a pgoutput logical slot of database {current_db}; choose another --slot, or drop it with SELECT pg_drop_replication_slot('{slot}') if it is unused"
             )));

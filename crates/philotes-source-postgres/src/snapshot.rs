@@ -12,8 +12,8 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use philotes_core::{Cell, Error, ErrorKind, Lsn, Result, Row, TableName};
 use pgwire_replication::ReplicationClient;
+use philotes_core::{Cell, Error, ErrorKind, Lsn, Result, Row, TableName};
 use tokio::sync::mpsc;
 
 use crate::catalog::source_error;
@@ -36,7 +36,9 @@ impl ExportedSnapshot {
             .unwrap_or(0);
         let temp_slot = format!("philotes_snapshot_{}_{nanos}", std::process::id());
         let cfg = conn.replication_config(&temp_slot, publication);
-        let mut session = ReplicationClient::connect_gated(cfg).await.map_err(repl_error)?;
+        let mut session = ReplicationClient::connect_gated(cfg)
+            .await
+            .map_err(repl_error)?;
         let rows = session
             .simple_query(&format!(
                 "CREATE_REPLICATION_SLOT {temp_slot} TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"
@@ -71,7 +73,9 @@ impl ExportedSnapshot {
 pub(crate) fn repl_error(e: pgwire_replication::PgWireError) -> Error {
     Error::new(
         ErrorKind::Source,
-        format!("replication connection failed: {e}; check that the user has the REPLICATION attribute and that pg_hba.conf allows replication connections"),
+        format!(
+            "replication connection failed: {e}; check that the user has the REPLICATION attribute and that pg_hba.conf allows replication connections"
+        ),
     )
 }
 
@@ -93,8 +97,15 @@ pub async fn copy_table(
         ))
         .await
         .map_err(|e| source_error("adopting the exported snapshot", e))?;
-    let cols: Vec<String> = columns.iter().map(|c| philotes_core::change::quote_ident(c)).collect();
-    let sql = format!("COPY (SELECT {} FROM ONLY {}) TO STDOUT", cols.join(", "), table.quoted());
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| philotes_core::change::quote_ident(c))
+        .collect();
+    let sql = format!(
+        "COPY (SELECT {} FROM ONLY {}) TO STDOUT",
+        cols.join(", "),
+        table.quoted()
+    );
     let stream = client
         .copy_out(sql.as_str())
         .await
@@ -104,25 +115,39 @@ pub async fn copy_table(
     let mut rows: Vec<Row> = Vec::with_capacity(batch);
     let mut count = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| source_error("reading the table copy", e).with("table", table))?;
+        let chunk =
+            chunk.map_err(|e| source_error("reading the table copy", e).with("table", table))?;
         pending.extend_from_slice(&chunk);
         while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
             let line = pending.split_to(nl + 1).freeze();
-            rows.push(parse_copy_line(&line.slice(..nl), columns.len()).map_err(|e| e.with("table", table))?);
+            rows.push(
+                parse_copy_line(&line.slice(..nl), columns.len())
+                    .map_err(|e| e.with("table", table))?,
+            );
             count += 1;
             if rows.len() >= batch {
                 let full = std::mem::replace(&mut rows, Vec::with_capacity(batch));
                 if tx.send(full).await.is_err() {
-                    return Err(Error::new(ErrorKind::Cancelled, "the snapshot writer stopped"));
+                    return Err(Error::new(
+                        ErrorKind::Cancelled,
+                        "the snapshot writer stopped",
+                    ));
                 }
             }
         }
     }
     if !pending.is_empty() {
-        return Err(Error::new(ErrorKind::Protocol, "COPY output ended in the middle of a row").with("table", table));
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            "COPY output ended in the middle of a row",
+        )
+        .with("table", table));
     }
     if !rows.is_empty() && tx.send(rows).await.is_err() {
-        return Err(Error::new(ErrorKind::Cancelled, "the snapshot writer stopped"));
+        return Err(Error::new(
+            ErrorKind::Cancelled,
+            "the snapshot writer stopped",
+        ));
     }
     client
         .batch_execute("COMMIT")
@@ -165,7 +190,10 @@ fn unescape(field: &[u8]) -> Result<Vec<u8>> {
             continue;
         }
         let Some(&next) = field.get(i + 1) else {
-            return Err(Error::new(ErrorKind::Protocol, "COPY field ends in a lone backslash"));
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "COPY field ends in a lone backslash",
+            ));
         };
         i += 2;
         match next {
@@ -227,7 +255,14 @@ mod tests {
         let row = parse_copy_line(&line, 6).unwrap();
         assert_eq!(
             row,
-            vec![text("1"), Cell::Null, text("a\tb\nc\\d"), text(""), text("A"), text("A")]
+            vec![
+                text("1"),
+                Cell::Null,
+                text("a\tb\nc\\d"),
+                text(""),
+                text("A"),
+                text("A")
+            ]
         );
         assert!(parse_copy_line(&line, 5).is_err());
         assert!(parse_copy_line(&Bytes::from_static(b"a\\"), 1).is_err());

@@ -9,9 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use philotes_core::{Change, ColumnDesc, Error, ErrorKind, Lsn, RelationDesc, ReplicaIdentity, Result, TableName};
-use philotes_pgoutput::Message;
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
+use philotes_core::{
+    Change, ColumnDesc, Error, ErrorKind, Lsn, RelationDesc, ReplicaIdentity, Result, TableName,
+};
+use philotes_pgoutput::Message;
 
 use crate::catalog::TypeResolver;
 use crate::connect::SourceConn;
@@ -30,7 +32,12 @@ pub struct ReplicationStream {
 
 impl ReplicationStream {
     /// Start streaming `slot` for `publication` from the slot's confirmed position.
-    pub async fn start(conn: &SourceConn, slot: &str, publication: &str, confirmed: Lsn) -> Result<Self> {
+    pub async fn start(
+        conn: &SourceConn,
+        slot: &str,
+        publication: &str,
+        confirmed: Lsn,
+    ) -> Result<Self> {
         let cfg = conn
             .replication_config(slot, publication)
             .with_start_lsn(pgwire_replication::Lsn::from_u64(confirmed.0))
@@ -115,7 +122,9 @@ impl ReplicationStream {
                     content,
                 },
                 ReplicationEvent::StoppedAt { .. } => return Ok(Next::End),
-                ReplicationEvent::XLogData { wal_start, data, .. } => {
+                ReplicationEvent::XLogData {
+                    wal_start, data, ..
+                } => {
                     let msg = philotes_pgoutput::decode(&data)
                         .map_err(|e| e.with("lsn", Lsn(wal_start.as_u64())))?;
                     match self.convert(msg).await? {
@@ -171,7 +180,11 @@ impl ReplicationStream {
                         ty,
                     });
                 }
-                let schema = if namespace.is_empty() { "pg_catalog".to_string() } else { namespace };
+                let schema = if namespace.is_empty() {
+                    "pg_catalog".to_string()
+                } else {
+                    namespace
+                };
                 Change::Relation(Arc::new(RelationDesc {
                     oid,
                     table: TableName::new(schema, name),

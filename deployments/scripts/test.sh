@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what it needs (test-env.sh), checks
+# formatting and lints, runs the Rust tests, then the end-to-end tests against a real
+# PostgreSQL read back with pyiceberg. `.ci/run` calls exactly this.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+step() { printf '\n== %s\n' "$*"; }
+
+step "test environment (PostgreSQL, Python virtualenv)"
+bash deployments/scripts/test-env.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build (the philotes binary the end-to-end tests run)"
+cargo build --workspace --locked
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "end-to-end tests (real PostgreSQL, moto S3, pyiceberg + pyarrow reader)"
+"$root/.venv/bin/pytest" tests/e2e -q -rA -p no:cacheprovider

@@ -1,0 +1,289 @@
+"""End-to-end: real PostgreSQL → `philotes run` → Iceberg, read back by pyiceberg."""
+import json
+import os
+import random
+import threading
+import time
+
+import psycopg
+
+from compare import assert_same
+
+
+def test_snapshot_then_stream(source):
+    source.sql("CREATE TABLE orders (id bigint PRIMARY KEY, customer text, total numeric(12,2), placed timestamptz)")
+    source.sql("INSERT INTO orders SELECT g, 'c' || (g % 7), g * 1.25, '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute' FROM generate_series(1, 5000) g")
+    source.run()
+    lake = source.lake()
+    q = "SELECT * FROM orders"
+    assert assert_same(source, lake, "public.orders__changelog", q, ["id"]) == 5000
+    rows = lake.changelog("public.orders__changelog")
+    assert {r["_cdc_op"] for r in rows} == {"S"}
+    snap_lsn = rows[0]["_cdc_lsn"]
+    assert all(r["_cdc_lsn"] == snap_lsn for r in rows)
+    assert sorted(r["_cdc_seq"] for r in rows) == list(range(5000))
+
+    source.sql("UPDATE orders SET total = total + 1 WHERE id <= 100")
+    source.sql("DELETE FROM orders WHERE id BETWEEN 101 AND 150")
+    source.sql("UPDATE orders SET id = id + 100000 WHERE id BETWEEN 151 AND 160")  # key changes
+    source.sql("INSERT INTO orders VALUES (900001, 'ünïcødé ✓', -0.01, now())")
+    source.run()
+    assert assert_same(source, lake, "public.orders__changelog", q, ["id"]) == 5000 - 50 + 1
+    rows = lake.changelog("public.orders__changelog")
+    streamed = [r for r in rows if r["_cdc_op"] != "S"]
+    ops = [r["_cdc_op"] for r in streamed]
+    assert ops.count("U") == 100 + 10 and ops.count("D") == 50 + 10 and ops.count("I") == 1
+    # A key change is a D of the old key followed by a U of the new one, in one transaction.
+    key_change = [r for r in streamed if r["id"] in (151, 100151)]
+    assert [(r["_cdc_op"], r["id"]) for r in key_change] == [("D", 151), ("U", 100151)]
+    assert key_change[0]["_cdc_lsn"] == key_change[1]["_cdc_lsn"]
+    assert key_change[0]["_cdc_seq"] < key_change[1]["_cdc_seq"]
+    # Streamed rows carry the commit LSN (after the snapshot) and a source commit time.
+    assert all(r["_cdc_lsn"] > snap_lsn for r in streamed)
+    assert len({(r["_cdc_lsn"], r["_cdc_seq"]) for r in rows if r["_cdc_op"] != "S"}) == len(streamed)
+    # Every Philotes commit records its watermark in the snapshot summary.
+    summaries = lake.summaries("public.orders__changelog")
+    assert all("philotes.watermark-lsn" in s for s in summaries)
+    # A run with nothing new writes nothing and changes nothing.
+    source.run()
+    assert len(lake.changelog("public.orders__changelog")) == len(rows)
+
+
+ALL_TYPES = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+CREATE TABLE everything (
+  id int PRIMARY KEY,
+  i2 smallint, i4 integer, i8 bigint, f4 real, f8 double precision,
+  n10 numeric(10,2), n38 numeric(38,10), nbig numeric(50,5), nfree numeric,
+  b boolean, t text, vc varchar(20), c char(3), nm name, by bytea,
+  d date, tm time, ts timestamp, tstz timestamptz, u uuid,
+  j json, jb jsonb, m mood, dom posint,
+  ai int[], at text[], an numeric(6,2)[], ats timestamptz[], ab bool[],
+  big text
+)"""
+
+
+def insert_everything(src, i, null=False):
+    if null:
+        src.sql("INSERT INTO everything (id) VALUES (%s)", (i,))
+        return
+    src.sql(
+        """INSERT INTO everything VALUES (%s,
+        -32768, -2147483648, -9223372036854775808, 'NaN', '-Infinity',
+        -99999999.99, 1234567890123456789012345678.0123456789, -12345678901234567890123456789012345678901234.12345, 0.000000000000000000001,
+        true, E'tab\\there\\nnewline \\\\ back ☃ 日本語', 'x', 'ab', 'nm', '\\x00ff7f'::bytea,
+        '0001-01-01', '23:59:59.999999', '2262-04-11 23:47:16.854775', '1900-01-01 00:00:00.000001+05:30',
+        'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2.50]}', '{"z": null, "a": "ü"}', 'happy', 7,
+        '{1,NULL,-3}', '{"a,b","NULL",NULL,"q\\"uote",""}', '{1.50,-2.25}', '{"2024-01-01 00:00:00+00"}', '{t,f}',
+        repeat('toast-me ', 50000))""",
+        (i,),
+    )
+
+
+EVERYTHING_Q = """SELECT id, i2, i4, i8, f4, f8, n10, n38, nbig::text AS nbig, nfree::text AS nfree,
+  b, t, vc, c, nm::text AS nm, by, d, tm, ts, tstz, u, j::text AS j, jb::text AS jb, m::text AS m, dom,
+  ai, at, an, ats, ab, big FROM everything"""
+
+
+def test_every_type_round_trips(source):
+    for stmt in ALL_TYPES.split(";"):
+        source.sql(stmt)
+    insert_everything(source, 1)
+    insert_everything(source, 2, null=True)
+    source.run()  # snapshot path (COPY text format)
+    insert_everything(source, 3)
+    insert_everything(source, 4, null=True)
+    source.run()  # streaming path (pgoutput text format)
+    lake = source.lake()
+    assert assert_same(source, lake, "public.everything__changelog", EVERYTHING_Q, ["id"]) == 4
+
+
+def test_bc_dates_keep_their_day_number(source):
+    source.sql("CREATE TABLE history (id int PRIMARY KEY, d date, ts timestamp)")
+    source.sql("INSERT INTO history VALUES (1, '0044-03-15 BC', '0044-03-15 12:00:00 BC')")
+    source.run()
+    source.sql("INSERT INTO history VALUES (2, '0044-03-15 BC', '0044-03-15 12:00:00 BC')")
+    source.run()
+    # Python's date has no year 0, so read the raw day numbers: 0044-03-15 BC is astronomical
+    # year -43, day -735661 since 1970-01-01 (PostgreSQL agrees: see the query below).
+    want = source.sql("SELECT ('0044-03-15 BC'::date - '1970-01-01'::date)")[0][0]
+    t = source.lake().table("public.history__changelog").scan(selected_fields=("id", "d", "ts")).to_arrow()
+    assert t.column("d").cast("int32").to_pylist() == [want, want]
+    assert t.column("ts").cast("int64").to_pylist() == [want * 86_400_000_000 + 12 * 3_600_000_000] * 2
+
+
+def test_unchanged_toast_is_recorded_not_nulled(source):
+    source.sql("CREATE TABLE docs (id int PRIMARY KEY, title text, body text, meta jsonb)")
+    # Random text does not compress, so PostgreSQL stores it out of line (TOAST).
+    big = os.urandom(150000).hex()
+    source.sql("INSERT INTO docs VALUES (1, 'first', %s, %s)", (big, json.dumps({"k": os.urandom(50000).hex()})))
+    source.run()
+    source.sql("UPDATE docs SET title = 'renamed' WHERE id = 1")  # body and meta stay TOASTed
+    source.run()
+    lake = source.lake()
+    last = lake.changelog("public.docs__changelog")[-1]
+    assert last["_cdc_op"] == "U" and last["title"] == "renamed"
+    assert sorted(last["_cdc_unchanged"]) == ["body", "meta"]
+    assert last["body"] is None  # not resent by PostgreSQL; the reader carries it forward
+    assert_same(source, lake, "public.docs__changelog", "SELECT id, title, body, meta::text AS meta FROM docs", ["id"])
+    # Under REPLICA IDENTITY FULL the old row carries the value, so it is written out in full.
+    source.sql("ALTER TABLE docs REPLICA IDENTITY FULL")
+    source.sql("UPDATE docs SET title = 'again' WHERE id = 1")
+    source.run()
+    last = lake.changelog("public.docs__changelog")[-1]
+    assert last["_cdc_unchanged"] is None and last["body"] == big
+
+
+def test_truncate_several_tables_and_schemas(source):
+    source.sql("CREATE SCHEMA sales")
+    source.sql("CREATE TABLE sales.items (sku text PRIMARY KEY, qty int)")
+    source.sql("CREATE TABLE public.notes (id int PRIMARY KEY, body text)")
+    source.sql("INSERT INTO sales.items SELECT 'sku' || g, g FROM generate_series(1, 100) g")
+    source.sql("INSERT INTO public.notes SELECT g, 'n' || g FROM generate_series(1, 10) g")
+    source.run()
+    source.sql("TRUNCATE sales.items")
+    source.sql("INSERT INTO sales.items VALUES ('after', 1)")
+    source.sql("UPDATE public.notes SET body = 'changed' WHERE id = 3")
+    source.run()
+    lake = source.lake()
+    assert assert_same(source, lake, "sales.items__changelog", "SELECT * FROM sales.items", ["sku"]) == 1
+    assert assert_same(source, lake, "public.notes__changelog", "SELECT * FROM public.notes", ["id"]) == 10
+    ops = [r["_cdc_op"] for r in lake.changelog("sales.items__changelog")]
+    assert ops.count("T") == 1 and ops[-2:] == ["T", "I"]
+
+
+def test_namespace_mapping_and_config_file(source, tmp_path):
+    source.sql("CREATE SCHEMA app")
+    source.sql("CREATE TABLE app.users (id int PRIMARY KEY, email text)")
+    source.sql("INSERT INTO app.users VALUES (1, 'a@example.com')")
+    cfg = tmp_path / "philotes.toml"
+    cfg.write_text('namespace = "from_file"\nslot = "file_slot"\nflush_interval = "200ms"\n')
+    # The flag beats the file for namespace; the file's slot is used.
+    source.run("--config", str(cfg), "--namespace", "lake")
+    lake = source.lake()
+    assert assert_same(source, lake, "lake.app__users__changelog", "SELECT * FROM app.users", ["id"]) == 1
+    assert source.sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'file_slot'") == [(1,)]
+    # An unknown key in the file is an error that names it.
+    cfg.write_text('slott = "x"\n')
+    code, err, _ = source.run("--config", str(cfg), check=False)
+    assert code == 2 and "slott" in err
+
+
+def test_table_without_key_is_stopped_with_the_fix_and_others_go_on(source):
+    source.sql("CREATE TABLE keyed (id int PRIMARY KEY, v text)")
+    source.sql("CREATE TABLE nokey (v text)")
+    source.sql("INSERT INTO keyed VALUES (1, 'a')")
+    source.sql("INSERT INTO nokey VALUES ('a')")
+    code, err, _ = source.run(check=False)
+    assert code == 1
+    assert "public.nokey" in err and "ALTER TABLE \"public\".\"nokey\" REPLICA IDENTITY FULL" in err
+    lake = source.lake()
+    assert assert_same(source, lake, "public.keyed__changelog", "SELECT * FROM keyed", ["id"]) == 1
+    # After the fix the table is copied and replicated.
+    source.sql("ALTER TABLE nokey REPLICA IDENTITY FULL")
+    source.sql("INSERT INTO keyed VALUES (2, 'b')")
+    source.run()
+    assert len(lake.changelog("public.nokey__changelog")) == 1
+    assert assert_same(source, lake, "public.keyed__changelog", "SELECT * FROM keyed", ["id"]) == 2
+
+
+def test_unconvertible_value_goes_to_dead_letter_and_keeps_position(source):
+    source.sql("CREATE TABLE prices (id int PRIMARY KEY, p numeric(6,2))")
+    source.sql("CREATE TABLE other (id int PRIMARY KEY)")
+    source.sql("INSERT INTO prices VALUES (1, 1.50)")
+    source.run()
+    source.sql("INSERT INTO prices VALUES (2, 'NaN')")  # no decimal value can hold NaN
+    source.sql("INSERT INTO other VALUES (1)")
+    code, err, _ = source.run(check=False)
+    assert code == 1
+    assert "public.prices" in err and "column: p" in err and "lsn: " in err
+    dead = [json.loads(line) for line in (source.data_dir / "dead-letter.jsonl").read_text().splitlines()]
+    assert dead[-1]["table"] == "public.prices" and dead[-1]["row"]["p"] == "NaN" and dead[-1]["op"] == "I"
+    lake = source.lake()
+    assert assert_same(source, lake, "public.other__changelog", "SELECT * FROM other", ["id"]) == 1
+    # The slot was not confirmed past the failed change: it is still in the WAL.
+    held = source.sql("SELECT count(*) FROM pg_logical_slot_peek_binary_changes('philotes', NULL, NULL, 'proto_version', '1', 'publication_names', 'philotes')")[0][0]
+    assert held > 0
+    code, err, _ = source.run(check=False)  # still stopped, still not lost
+    assert code == 1 and "public.prices" in err
+
+
+def writer_load(url, stop, seed, counter):
+    try:
+        _writer_load(url, stop, seed, counter)
+    except Exception as e:  # reported by the test: a dead writer would make the test weak
+        counter.append(e)
+
+
+def _writer_load(url, stop, seed, counter):
+    rnd = random.Random(seed)
+    with psycopg.connect(url, autocommit=True) as c:
+        while not stop.is_set():
+            with c.transaction():
+                for _ in range(rnd.randint(1, 20)):
+                    k = rnd.randint(1, 3000)
+                    action = rnd.random()
+                    if action < 0.5:
+                        c.execute("INSERT INTO churn VALUES (%s, %s, now()) ON CONFLICT (id) DO UPDATE SET v = churn.v || 'x', at = now()", (k, "v"))
+                    elif action < 0.8:
+                        c.execute("UPDATE churn SET v = left(v, 10) || %s WHERE id = %s", (str(rnd.random()), k))
+                    elif action < 0.97:
+                        c.execute("DELETE FROM churn WHERE id = %s", (k,))
+                    else:
+                        c.execute(
+                            "UPDATE churn SET id = id + 100000 WHERE id = %s AND NOT EXISTS (SELECT 1 FROM churn WHERE id = %s)",
+                            (k, k + 100000),
+                        )
+            counter[0] += 1
+
+
+def test_kill_9_during_snapshot_and_stream_loses_and_doubles_nothing(source):
+    source.sql("CREATE TABLE churn (id bigint PRIMARY KEY, v text, at timestamptz)")
+    source.sql("CREATE TABLE bulk (id bigint PRIMARY KEY, pad text)")
+    source.sql("INSERT INTO churn SELECT g, 'v' || g, now() FROM generate_series(1, 2000) g")
+    source.sql("INSERT INTO bulk SELECT g, repeat('p', 100) FROM generate_series(1, 200000) g")
+    stop = threading.Event()
+    counter = [0]
+    writer = threading.Thread(target=writer_load, args=(source.url, stop, 7, counter))
+    writer.start()
+    rnd = random.Random(11)
+    kills = 0
+    try:
+        for i in range(6):
+            p = source.start("--flush-interval", "300ms", "--batch-rows", "2000")
+            # Early kills land in the initial copy, later ones in the stream.
+            time.sleep(0.3 + rnd.random() * (0.8 if i < 2 else 2.5))
+            p.kill()
+            p.wait()
+            kills += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert len(counter) == 1, f"the load generator failed: {counter[1:]}"
+    assert kills == 6 and counter[0] > 50
+    print(f"\n{counter[0]} source transactions under 6 kill -9s")
+    source.run()
+    lake = source.lake()
+    assert_same(source, lake, "public.churn__changelog", "SELECT * FROM churn", ["id"])
+    assert assert_same(source, lake, "public.bulk__changelog", "SELECT * FROM bulk", ["id"]) == 200000
+    for ident in ("public.churn__changelog", "public.bulk__changelog"):
+        rows = lake.changelog(ident)
+        snap = [r for r in rows if r["_cdc_op"] == "S"]
+        assert len({r["_cdc_lsn"] for r in snap}) == 1, f"{ident}: more than one initial copy committed"
+        streamed = [(r["_cdc_lsn"], r["_cdc_seq"]) for r in rows if r["_cdc_op"] != "S"]
+        assert len(streamed) == len(set(streamed)), f"{ident}: a change was written twice"
+
+
+def test_one_million_row_transaction_with_bounded_memory(source):
+    source.sql("CREATE TABLE big (id bigint PRIMARY KEY, a int, b text, c timestamptz)")
+    source.run()
+    source.sql("INSERT INTO big SELECT g, g % 1000, md5(g::text), now() FROM generate_series(1, 1000000) g")
+    code, err, peak_kib = source.run()
+    lake = source.lake()
+    t = lake.table("public.big__changelog").scan(selected_fields=("id", "_cdc_op", "_cdc_lsn")).to_arrow()
+    assert t.num_rows == 1_000_000
+    assert len(set(t.column("_cdc_lsn").to_pylist())) == 1
+    assert sorted(t.column("id").to_pylist()) == list(range(1, 1_000_001))
+    print(f"\nphilotes peak RSS for a 1,000,000-row transaction: {peak_kib / 1024:.0f} MiB")
+    assert 0 < peak_kib < 512 * 1024, f"peak RSS {peak_kib} KiB: memory is not bounded"

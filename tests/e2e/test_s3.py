@@ -1,0 +1,70 @@
+"""An s3:// warehouse on a real S3-compatible server (moto in server mode) on this machine."""
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+import sys
+
+import pytest
+
+from compare import assert_same
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3():
+    port = free_port()
+    moto = Path(sys.executable).parent / "moto_server"
+    p = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+    import boto3
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="philotes", aws_secret_access_key="s3cr3t-key", region_name="eu-central-1")
+    client.create_bucket(Bucket="lake", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    yield endpoint, client
+    p.terminate()
+    p.wait()
+
+
+def test_s3_warehouse(source, s3):
+    endpoint, client = s3
+    source.sql("CREATE TABLE events (id int PRIMARY KEY, kind text, payload jsonb)")
+    source.sql("INSERT INTO events SELECT g, 'k' || (g % 3), jsonb_build_object('n', g) FROM generate_series(1, 3000) g")
+    args = [
+        "--warehouse", "s3://lake/warehouse",
+        "--s3-endpoint", endpoint,
+        "--s3-region", "eu-central-1",
+        "--s3-access-key-id", "philotes",
+        "--s3-path-style",
+    ]
+    # The secret comes from the environment, and never shows up in the output.
+    env = {"PHILOTES_S3_SECRET_ACCESS_KEY": "s3cr3t-key"}
+    _, err, _ = source.run(*args, env=env)
+    source.sql("DELETE FROM events WHERE id % 10 = 0")
+    source.sql("UPDATE events SET kind = 'changed' WHERE id % 7 = 0")
+    _, err2, _ = source.run(*args, env=env)
+    assert "s3cr3t-key" not in err + err2
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake")["Contents"]]
+    assert any(k.endswith(".parquet") for k in keys) and any(k.endswith(".metadata.json") for k in keys)
+    lake = source.lake(
+        warehouse="s3://lake/warehouse",
+        props={
+            "s3.endpoint": endpoint,
+            "s3.access-key-id": "philotes",
+            "s3.secret-access-key": "s3cr3t-key",
+            "s3.region": "eu-central-1",
+        },
+    )
+    n = assert_same(source, lake, "public.events__changelog", "SELECT id, kind, payload::text AS payload FROM events", ["id"])
+    assert n == 2700
