@@ -5,9 +5,6 @@ Each test gets its own database in one throwaway cluster (initdb as the `postgre
 run as root, `wal_level=logical`, `fsync=off`), and its own data directory.
 """
 import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,58 +16,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lake import Lake  # noqa: E402
+from pgcluster import Cluster  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("PHILOTES_BIN", ROOT / "target" / "debug" / "philotes"))
-
-
-def pg_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        pytest.exit("PostgreSQL is not installed: run deployments/scripts/test-env.sh", 2)
-    return found[-1].parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Cluster:
-    def __init__(self):
-        self.port = free_port()
-        self.base = Path(tempfile.mkdtemp(prefix="philotes-pg-"))
-        self.data = self.base / "data"
-        self.as_user = []
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.base, pw.pw_uid, pw.pw_gid)
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-        bin_ = pg_bin()
-        self.bin = bin_
-        subprocess.run(
-            self.as_user + [str(bin_ / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"],
-            check=True, stdout=subprocess.DEVNULL,
-        )
-        opts = (
-            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c wal_level=logical -c fsync=off "
-            "-c max_replication_slots=40 -c max_wal_senders=40 -c full_page_writes=off -c synchronous_commit=off"
-        )
-        subprocess.run(
-            self.as_user + [str(bin_ / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-o", opts, "-w", "start"],
-            check=True, stdout=subprocess.DEVNULL,
-        )
-
-    def url(self, db="postgres"):
-        return f"postgres://postgres@127.0.0.1:{self.port}/{db}?sslmode=disable"
-
-    def stop(self):
-        subprocess.run(
-            self.as_user + [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

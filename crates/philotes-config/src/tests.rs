@@ -108,3 +108,20 @@ fn every_layer_field_is_documented() {
         assert!(k.env.starts_with("PHILOTES_") && k.flag.starts_with("--") && !k.doc.is_empty());
     }
 }
+
+#[test]
+fn readme_documents_every_key() {
+    let readme = include_str!("../../../README.md");
+    for k in KEYS {
+        for needle in [
+            format!("`{}`", k.key),
+            format!("`{}`", k.flag),
+            format!("`{}`", k.env),
+        ] {
+            assert!(
+                readme.contains(&needle),
+                "README.md does not document {needle}"
+            );
+        }
+    }
+}

@@ -48,6 +48,9 @@ pub const WATERMARK_KEY: &str = "philotes.watermark-lsn";
 pub const SNAPSHOT_KEY: &str = "philotes.snapshot-lsn";
 pub const SOURCE_KEY: &str = "philotes.source-table";
 
+/// How often a failed commit is tried before the pipeline gives up (and resumes after restart).
+const COMMIT_ATTEMPTS: u32 = 5;
+
 /// Target size of one Parquet data file.
 const TARGET_FILE_BYTES: usize = 128 * 1024 * 1024;
 
@@ -249,6 +252,9 @@ impl ChangelogTable {
                         "zstd".to_string(),
                     ),
                     (SOURCE_KEY.to_string(), source.to_string()),
+                    // Iceberg's own retry re-applies a commit without checking whether an
+                    // uncertain attempt landed; `commit` retries itself, watermark first.
+                    ("commit.retry.num-retries".to_string(), "0".to_string()),
                 ]))
                 .build();
             let t = catalog
@@ -469,22 +475,47 @@ impl ChangelogTable {
                 .map(|l| l.to_string())
                 .unwrap_or_default(),
         );
-        let tx = Transaction::new(&self.table);
-        let tx = tx
-            .fast_append()
-            .add_data_files(files)
-            .set_snapshot_properties(props)
-            .apply(tx)
-            .map_err(|e| {
-                sink_error("cannot prepare the Iceberg commit", e).with("table", &self.source)
-            })?;
-        self.table = tx.commit(self.catalog.as_ref()).await.map_err(|e| {
-            sink_error(
-                "cannot commit to Iceberg; the changes will be written again after a restart",
-                e,
-            )
-            .with("table", &self.source)
-        })?;
+        let mut attempt = 0u32;
+        loop {
+            let tx = Transaction::new(&self.table);
+            let tx = tx
+                .fast_append()
+                .add_data_files(files.clone())
+                .set_snapshot_properties(props.clone())
+                .apply(tx)
+                .map_err(|e| {
+                    sink_error("cannot prepare the Iceberg commit", e).with("table", &self.source)
+                })?;
+            let err = match tx.commit(self.catalog.as_ref()).await {
+                Ok(table) => {
+                    self.table = table;
+                    break;
+                }
+                Err(e) => e,
+            };
+            attempt += 1;
+            // The commit may have landed even though we saw an error: look before retrying,
+            // or the same changes would be committed twice.
+            if let Ok(table) = self.catalog.load_table(self.table.identifier()).await {
+                let landed = progress.watermark.is_some()
+                    && read_progress(&table)?.watermark == progress.watermark;
+                self.table = table;
+                if landed {
+                    break;
+                }
+            }
+            if attempt >= COMMIT_ATTEMPTS {
+                return Err(sink_error(
+                    format!(
+                        "cannot commit to Iceberg after {attempt} attempts; the changes will be written again after a restart"
+                    ),
+                    err,
+                )
+                .with("table", &self.source));
+            }
+            tracing::warn!(table = %self.source, attempt, error = %err, "Iceberg commit failed, retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(200 * 2u64.pow(attempt))).await;
+        }
         self.progress = progress;
         self.pending = 0;
         Ok(())

@@ -1,0 +1,60 @@
+"""A throwaway PostgreSQL cluster for tests and the demo: initdb on a free port, `wal_level=logical`.
+
+Run as root, the server runs as the `postgres` user (PostgreSQL refuses to run as root).
+"""
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+
+def pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise SystemExit("PostgreSQL is not installed: run deployments/scripts/test-env.sh")
+    return found[-1].parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    def __init__(self):
+        self.port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="philotes-pg-"))
+        self.data = self.base / "data"
+        self.as_user = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.base, pw.pw_uid, pw.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        bin_ = pg_bin()
+        self.bin = bin_
+        subprocess.run(
+            self.as_user + [str(bin_ / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        opts = (
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c wal_level=logical -c fsync=off "
+            "-c max_replication_slots=40 -c max_wal_senders=40 -c full_page_writes=off -c synchronous_commit=off"
+        )
+        subprocess.run(
+            self.as_user + [str(bin_ / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-o", opts, "-w", "start"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+
+    def url(self, db="postgres"):
+        return f"postgres://postgres@127.0.0.1:{self.port}/{db}?sslmode=disable"
+
+    def stop(self):
+        subprocess.run(
+            self.as_user + [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        shutil.rmtree(self.base, ignore_errors=True)
