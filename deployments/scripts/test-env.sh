@@ -23,3 +23,12 @@ if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$root/tests/e2e/requirements.txt" 
   cp "$root/tests/e2e/requirements.txt" "$venv/.requirements"
 fi
 echo "test-env: virtualenv ready at $venv"
+
+# An Iceberg REST catalog for the REST tests (its own virtualenv: its pins are not ours).
+lakana=${PHILOTES_LAKANA_VENV:-$root/.venv-lakana}
+if [[ ! -x "$lakana/bin/lakana-server" ]]; then
+  echo "test-env: installing the lakana-server REST catalog into $lakana"
+  python3 -m venv "$lakana"
+  "$lakana/bin/pip" install -q lakana-server==0.20.0
+fi
+echo "test-env: REST catalog ready at $lakana/bin/lakana-server"

@@ -52,30 +52,7 @@ class Source:
 
     def run(self, *extra, check=True, env=None, timeout=900):
         """`philotes run --until-caught-up`; returns (exit code, stderr, peak RSS in KiB)."""
-        with tempfile.TemporaryFile(mode="w+") as err_file:
-            p = subprocess.Popen(
-                self.philotes_cmd("--until-caught-up", *extra),
-                stdout=subprocess.DEVNULL, stderr=err_file, text=True,
-                env={**os.environ, **(env or {})},
-            )
-            deadline = time.monotonic() + timeout
-            peak_kib = 0
-            while True:
-                # VmHWM is the peak RSS since exec (rusage would count the forked Python too).
-                peak_kib = max(peak_kib, vm_hwm_kib(p.pid))
-                pid, status, _ = os.wait4(p.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.monotonic() > deadline:
-                    p.kill()
-                    raise AssertionError("philotes did not catch up in time")
-                time.sleep(0.02)
-            p.returncode = os.waitstatus_to_exitcode(status)
-            err_file.seek(0)
-            err = err_file.read()
-        if check and p.returncode != 0:
-            raise AssertionError(f"philotes exited {p.returncode}:\n{err[-6000:]}")
-        return p.returncode, err, peak_kib
+        return run_philotes(self.philotes_cmd("--until-caught-up", *extra), check=check, env=env, timeout=timeout)
 
     def start(self, *extra):
         """Start `philotes run` in the background (for kill tests)."""
@@ -94,6 +71,32 @@ class Source:
             ).fetchall():
                 c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
             c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def run_philotes(cmd, check=True, env=None, timeout=900):
+    """Run a philotes command to its end; returns (exit code, stderr, peak RSS in KiB)."""
+    with tempfile.TemporaryFile(mode="w+") as err_file:
+        p = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=err_file, text=True, env={**os.environ, **(env or {})},
+        )
+        deadline = time.monotonic() + timeout
+        peak_kib = 0
+        while True:
+            # VmHWM is the peak RSS since exec (rusage would count the forked Python too).
+            peak_kib = max(peak_kib, vm_hwm_kib(p.pid))
+            pid, status, _ = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                p.kill()
+                raise AssertionError(f"{cmd[:2]} did not finish in {timeout} s")
+            time.sleep(0.02)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err_file.seek(0)
+        err = err_file.read()
+    if check and p.returncode != 0:
+        raise AssertionError(f"philotes exited {p.returncode}:\n{err[-6000:]}")
+    return p.returncode, err, peak_kib
 
 
 def vm_hwm_kib(pid):

@@ -12,7 +12,10 @@ META = ["_cdc_op", "_cdc_lsn", "_cdc_seq", "_cdc_ts", "_cdc_unchanged"]
 
 
 class Lake:
-    def __init__(self, data_dir: Path, catalog_name="philotes", warehouse=None, props=None):
+    def __init__(self, data_dir: Path = None, catalog_name="philotes", warehouse=None, props=None, catalog=None):
+        if catalog is not None:
+            self.catalog = catalog
+            return
         data_dir = Path(data_dir)
         self.catalog = SqlCatalog(
             catalog_name,

@@ -25,7 +25,8 @@ def free_port() -> int:
 
 
 class Cluster:
-    def __init__(self):
+    def __init__(self, settings=None, before_start=None):
+        """`settings`: extra or overriding server settings; `before_start(cluster)` runs after initdb."""
         self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix="philotes-pg-"))
         self.data = self.base / "data"
@@ -40,10 +41,14 @@ class Cluster:
             self.as_user + [str(bin_ / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"],
             check=True, stdout=subprocess.DEVNULL,
         )
-        opts = (
-            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c wal_level=logical -c fsync=off "
-            "-c max_replication_slots=40 -c max_wal_senders=40 -c full_page_writes=off -c synchronous_commit=off"
-        )
+        conf = {
+            "listen_addresses": "127.0.0.1", "wal_level": "logical", "fsync": "off",
+            "max_replication_slots": "40", "max_wal_senders": "40", "full_page_writes": "off",
+            "synchronous_commit": "off", **(settings or {}),
+        }
+        if before_start:
+            before_start(self)
+        opts = f"-p {self.port} -k {self.base} " + " ".join(f"-c {k}={v}" for k, v in conf.items())
         subprocess.run(
             self.as_user + [str(bin_ / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-o", opts, "-w", "start"],
             check=True, stdout=subprocess.DEVNULL,

@@ -203,8 +203,7 @@ def test_unconvertible_value_goes_to_dead_letter_and_keeps_position(source):
     lake = source.lake()
     assert assert_same(source, lake, "public.other__changelog", "SELECT * FROM other", ["id"]) == 1
     # The slot was not confirmed past the failed change: it is still in the WAL.
-    held = source.sql("SELECT count(*) FROM pg_logical_slot_peek_binary_changes('philotes', NULL, NULL, 'proto_version', '1', 'publication_names', 'philotes')")[0][0]
-    assert held > 0
+    assert slot_backlog(source) > 0
     code, err, _ = source.run(check=False)  # still stopped, still not lost
     assert code == 1 and "public.prices" in err
 
@@ -287,3 +286,38 @@ def test_one_million_row_transaction_with_bounded_memory(source):
     assert sorted(t.column("id").to_pylist()) == list(range(1, 1_000_001))
     print(f"\nphilotes peak RSS for a 1,000,000-row transaction: {peak_kib / 1024:.0f} MiB")
     assert 0 < peak_kib < 512 * 1024, f"peak RSS {peak_kib} KiB: memory is not bounded"
+
+
+def slot_backlog(source):
+    return source.sql(
+        "SELECT count(*) FROM pg_logical_slot_peek_binary_changes('philotes', NULL, NULL, "
+        "'proto_version', '1', 'publication_names', 'philotes')"
+    )[0][0]
+
+
+def test_schema_change_stops_only_that_table_and_keeps_its_position(source):
+    source.sql("CREATE TABLE evolving (id int PRIMARY KEY, a text)")
+    source.sql("CREATE TABLE steady (id int PRIMARY KEY)")
+    source.sql("INSERT INTO evolving VALUES (1, 'x')")
+    source.run()
+    # The change happens while Philotes streams: the stream's Relation message shows it.
+    p = source.start("--flush-interval", "200ms")
+    time.sleep(3)
+    source.sql("INSERT INTO evolving VALUES (2, 'before the change')")
+    source.sql("ALTER TABLE evolving ADD COLUMN b int")
+    source.sql("INSERT INTO evolving VALUES (3, 'after', 3)")
+    source.sql("INSERT INTO steady VALUES (1)")
+    time.sleep(3)
+    p.terminate()
+    _, err = p.communicate(timeout=60)
+    assert "public.evolving" in err and "columns changed" in err, err[-3000:]
+    lake = source.lake()
+    # The other table goes on; the stopped one keeps what it had, nothing half-applied.
+    assert assert_same(source, lake, "public.steady__changelog", "SELECT * FROM steady", ["id"]) == 1
+    assert [r["id"] for r in lake.changelog("public.evolving__changelog")] in ([1], [1, 2])
+    # The slot still holds the changes the stopped table has not taken.
+    assert slot_backlog(source) > 0
+    # A restart finds the source and lake schemas apart and says so; still nothing lost.
+    code, err, _ = source.run(check=False)
+    assert code == 1 and "public.evolving" in err and "differ" in err
+    assert slot_backlog(source) > 0

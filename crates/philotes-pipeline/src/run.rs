@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use philotes_config::Settings;
 use philotes_core::{Cell, Change, Error, ErrorKind, Lsn, Op, Result, Row, TableName};
-use philotes_sink_iceberg::{ChangelogTable, TableProgress, open_catalog, table_ident};
+use philotes_sink_iceberg::{
+    ChangelogTable, TableProgress, open_catalog, stored_progress, table_ident,
+};
 use philotes_source_postgres::catalog::publication_tables;
 use philotes_source_postgres::{
     Next, ReplicationStream, SourceConn, SourceTable, TypeResolver, preflight,
@@ -248,7 +250,7 @@ async fn open_table(
     let ident = table_ident(&state.source.name, settings.namespace.as_deref());
     match ChangelogTable::open(
         catalog.clone(),
-        ident,
+        ident.clone(),
         &state.source.name,
         &state.source.columns,
         settings.batch_rows,
@@ -260,6 +262,13 @@ async fn open_table(
             state.lake = Some(lake);
         }
         Err(e) => {
+            // A stopped table keeps its position: its watermark holds the slot.
+            match stored_progress(catalog.as_ref(), &ident).await {
+                Ok(p) => state.progress = p,
+                Err(pe) => {
+                    tracing::warn!(table = %state.source.name, error = %pe, "cannot read the table's position")
+                }
+            }
             state.stop(e);
             return state;
         }

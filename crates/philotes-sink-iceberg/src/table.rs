@@ -211,6 +211,15 @@ pub fn read_progress(table: &Table) -> Result<TableProgress> {
     Ok(TableProgress::default())
 }
 
+/// The progress recorded in an existing changelog table; the default when it does not exist.
+pub async fn stored_progress(catalog: &dyn Catalog, ident: &TableIdent) -> Result<TableProgress> {
+    match catalog.load_table(ident).await {
+        Ok(t) => read_progress(&t),
+        Err(e) if e.kind() == iceberg::ErrorKind::TableNotFound => Ok(TableProgress::default()),
+        Err(e) => Err(sink_error(format!("cannot load table {ident}"), e)),
+    }
+}
+
 impl ChangelogTable {
     /// Load the changelog table of `source`, creating it (and its namespace) on first sight.
     pub async fn open(
@@ -222,21 +231,21 @@ impl ChangelogTable {
     ) -> Result<ChangelogTable> {
         let schema = changelog_schema(columns)?;
         let ns = ident.namespace().clone();
-        let table = if catalog
-            .table_exists(&ident)
-            .await
-            .map_err(|e| sink_error(format!("cannot look up table {ident}"), e))?
-        {
-            catalog
-                .load_table(&ident)
-                .await
-                .map_err(|e| sink_error(format!("cannot load table {ident}"), e))?
+        // load first (some REST catalogs do not answer HEAD, which `table_exists` uses)
+        let loaded = match catalog.load_table(&ident).await {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == iceberg::ErrorKind::TableNotFound => None,
+            Err(e) => return Err(sink_error(format!("cannot load table {ident}"), e)),
+        };
+        let table = if let Some(t) = loaded {
+            t
         } else {
-            if !catalog
-                .namespace_exists(&ns)
-                .await
-                .map_err(|e| sink_error(format!("cannot look up namespace {ns:?}"), e))?
-            {
+            let exists = match catalog.get_namespace(&ns).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == iceberg::ErrorKind::NamespaceNotFound => false,
+                Err(e) => return Err(sink_error(format!("cannot look up namespace {ns:?}"), e)),
+            };
+            if !exists {
                 match catalog.create_namespace(&ns, HashMap::new()).await {
                     Ok(_) => {}
                     Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => {}
