@@ -8,11 +8,13 @@
 pub mod change;
 pub mod error;
 pub mod lsn;
+pub mod seams;
 pub mod secret;
 pub mod types;
 
 pub use change::{Cell, Change, ColumnDesc, Op, RelationDesc, ReplicaIdentity, Row, TableName};
 pub use error::{Error, ErrorKind, Result};
 pub use lsn::Lsn;
+pub use seams::{ChangeSource, ConvertError, Next, TableProgress, TableSink};
 pub use secret::Secret;
 pub use types::ColumnType;

@@ -12,6 +12,7 @@
 //! - The slot is confirmed only up to positions whose changes are committed in every table (and
 //!   never past the watermark of a table stopped by an error, so its changes stay in the WAL).
 
+mod apply;
 mod dlq;
 mod progress;
 mod run;

@@ -2,23 +2,22 @@
 
 use std::sync::Arc;
 
-use philotes_core::{Error, ErrorKind, Op, Result};
-use philotes_sink_iceberg::TableProgress;
+use philotes_core::{Error, ErrorKind, Op, Result, TableProgress, TableSink};
 use philotes_source_postgres::snapshot::copy_table;
 use philotes_source_postgres::{ExportedSnapshot, SourceConn};
 use tokio::sync::mpsc;
 
+use crate::apply::TableState;
 use crate::dlq::DeadLetters;
 use crate::progress::Progress;
-use crate::run::TableState;
 
 /// Copy every table in `tables` under one exported snapshot and commit each copy with the
 /// snapshot's consistent point as its watermark. A table whose copy fails is stopped; the
 /// others go on.
-pub async fn copy_tables(
+pub async fn copy_tables<T: TableSink>(
     conn: &SourceConn,
     publication: &str,
-    tables: &mut [&mut TableState],
+    tables: &mut [&mut TableState<T>],
     batch: usize,
     dead_letters: &DeadLetters,
 ) -> Result<()> {
@@ -38,10 +37,10 @@ pub async fn copy_tables(
     Ok(())
 }
 
-async fn copy_one(
+async fn copy_one<T: TableSink>(
     conn: &SourceConn,
     snapshot: &ExportedSnapshot,
-    t: &mut TableState,
+    t: &mut TableState<T>,
     batch: usize,
     ts_us: i64,
     dead_letters: &DeadLetters,

@@ -10,4 +10,4 @@ pub mod parse;
 pub mod table;
 
 pub use catalog::open_catalog;
-pub use table::{ChangelogTable, ConvertError, TableProgress, stored_progress, table_ident};
+pub use table::{ChangelogTable, stored_progress, table_ident};

@@ -25,7 +25,10 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use philotes_core::{Cell, ColumnDesc, ColumnType, Error, ErrorKind, Lsn, Op, Result, TableName};
+use philotes_core::{
+    Cell, ColumnDesc, ColumnType, ConvertError, Error, ErrorKind, Lsn, Op, Result, TableName,
+    TableProgress, TableSink,
+};
 
 use crate::catalog::sink_error;
 use crate::convert::{ColumnBuilder, Value, parse_value};
@@ -53,22 +56,6 @@ const COMMIT_ATTEMPTS: u32 = 5;
 
 /// Target size of one Parquet data file.
 const TARGET_FILE_BYTES: usize = 128 * 1024 * 1024;
-
-/// What a table's snapshots say about its progress.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TableProgress {
-    /// Every source transaction that committed before this LSN is in the table.
-    pub watermark: Option<Lsn>,
-    /// The consistent point of the initial copy, once that copy is committed.
-    pub snapshot_lsn: Option<Lsn>,
-}
-
-/// A value that could not be converted: which column, and why.
-#[derive(Debug, Clone)]
-pub struct ConvertError {
-    pub column: String,
-    pub message: String,
-}
 
 type Writer =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
@@ -316,85 +303,8 @@ impl ChangelogTable {
         self.table.identifier()
     }
 
-    pub fn progress(&self) -> TableProgress {
-        self.progress
-    }
-
     pub fn columns(&self) -> &[ColumnDesc] {
         &self.columns
-    }
-
-    /// Rows appended since the last commit.
-    pub fn pending(&self) -> u64 {
-        self.pending
-    }
-
-    /// Append one change. `row` holds the source columns in order; `unchanged` lists the
-    /// columns whose values the stream did not resend (TOAST).
-    pub fn append(
-        &mut self,
-        op: Op,
-        row: &[Cell],
-        lsn: Lsn,
-        seq: i64,
-        ts_us: i64,
-    ) -> std::result::Result<(), ConvertError> {
-        if row.len() != self.columns.len() {
-            return Err(ConvertError {
-                column: String::new(),
-                message: format!(
-                    "the change has {} columns, the table has {}",
-                    row.len(),
-                    self.columns.len()
-                ),
-            });
-        }
-        // Parse everything first, so a bad value leaves no half-written row.
-        let mut values: Vec<Value<'_>> = std::mem::take(&mut self.values)
-            .into_iter()
-            .map(|_| Value::Null)
-            .collect();
-        values.clear();
-        let mut unchanged: Vec<Value<'_>> = Vec::new();
-        for (cell, col) in row.iter().zip(&self.columns) {
-            values.push(match cell {
-                Cell::Null => Value::Null,
-                Cell::Unchanged => {
-                    unchanged.push(Value::Str(col.name.as_str()));
-                    Value::Null
-                }
-                Cell::Text(b) => parse_value(&col.ty, b).map_err(|message| ConvertError {
-                    column: col.name.clone(),
-                    message,
-                })?,
-            });
-        }
-        values.push(Value::Str(op.code()));
-        values.push(Value::I64(lsn.as_i64()));
-        values.push(Value::I64(seq));
-        values.push(Value::I64(ts_us));
-        values.push(if unchanged.is_empty() {
-            Value::Null
-        } else {
-            Value::List(unchanged)
-        });
-        for (b, v) in self.builders.iter_mut().zip(&values) {
-            b.append(v).map_err(|message| ConvertError {
-                column: String::new(),
-                message,
-            })?;
-        }
-        self.buffered += 1;
-        self.pending += 1;
-        Ok(())
-    }
-
-    /// Encode buffered rows into the open Parquet file once a batch is full.
-    pub async fn write_if_full(&mut self) -> Result<()> {
-        if self.buffered >= self.batch_rows {
-            self.write_buffered().await?;
-        }
-        Ok(())
     }
 
     async fn write_buffered(&mut self) -> Result<()> {
@@ -453,9 +363,88 @@ impl ChangelogTable {
                 sink_error("cannot open a Parquet data file", e).with("table", &self.source)
             })
     }
+}
+
+impl TableSink for ChangelogTable {
+    fn progress(&self) -> TableProgress {
+        self.progress
+    }
+
+    /// Rows appended since the last commit.
+    fn pending(&self) -> u64 {
+        self.pending
+    }
+
+    /// Append one change. `row` holds the source columns in order; `unchanged` lists the
+    /// columns whose values the stream did not resend (TOAST).
+    fn append(
+        &mut self,
+        op: Op,
+        row: &[Cell],
+        lsn: Lsn,
+        seq: i64,
+        ts_us: i64,
+    ) -> std::result::Result<(), ConvertError> {
+        if row.len() != self.columns.len() {
+            return Err(ConvertError {
+                column: String::new(),
+                message: format!(
+                    "the change has {} columns, the table has {}",
+                    row.len(),
+                    self.columns.len()
+                ),
+            });
+        }
+        // Parse everything first, so a bad value leaves no half-written row.
+        let mut values: Vec<Value<'_>> = std::mem::take(&mut self.values)
+            .into_iter()
+            .map(|_| Value::Null)
+            .collect();
+        values.clear();
+        let mut unchanged: Vec<Value<'_>> = Vec::new();
+        for (cell, col) in row.iter().zip(&self.columns) {
+            values.push(match cell {
+                Cell::Null => Value::Null,
+                Cell::Unchanged => {
+                    unchanged.push(Value::Str(col.name.as_str()));
+                    Value::Null
+                }
+                Cell::Text(b) => parse_value(&col.ty, b).map_err(|message| ConvertError {
+                    column: col.name.clone(),
+                    message,
+                })?,
+            });
+        }
+        values.push(Value::Str(op.code()));
+        values.push(Value::I64(lsn.as_i64()));
+        values.push(Value::I64(seq));
+        values.push(Value::I64(ts_us));
+        values.push(if unchanged.is_empty() {
+            Value::Null
+        } else {
+            Value::List(unchanged)
+        });
+        for (b, v) in self.builders.iter_mut().zip(&values) {
+            b.append(v).map_err(|message| ConvertError {
+                column: String::new(),
+                message,
+            })?;
+        }
+        self.buffered += 1;
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Encode buffered rows into the open Parquet file once a batch is full.
+    async fn write_if_full(&mut self) -> Result<()> {
+        if self.buffered >= self.batch_rows {
+            self.write_buffered().await?;
+        }
+        Ok(())
+    }
 
     /// Drop everything appended since the last commit (its files are never committed).
-    pub fn discard(&mut self) {
+    fn discard(&mut self) {
         self.writer = None;
         for b in &mut self.builders {
             let _ = b.finish();
@@ -465,7 +454,7 @@ impl ChangelogTable {
     }
 
     /// Commit everything appended so far as one Iceberg snapshot recording `progress`.
-    pub async fn commit(&mut self, progress: TableProgress) -> Result<()> {
+    async fn commit(&mut self, progress: TableProgress) -> Result<()> {
         self.write_buffered().await?;
         let files = match self.writer.take() {
             Some(mut w) => w.close().await.map_err(|e| {

@@ -18,4 +18,4 @@ pub mod stream;
 pub use catalog::{SourceTable, TypeResolver};
 pub use connect::SourceConn;
 pub use snapshot::ExportedSnapshot;
-pub use stream::{Next, ReplicationStream};
+pub use stream::ReplicationStream;

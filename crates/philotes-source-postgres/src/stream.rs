@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use philotes_core::{
-    Change, ColumnDesc, Error, ErrorKind, Lsn, RelationDesc, ReplicaIdentity, Result, TableName,
+    Change, ChangeSource, ColumnDesc, Error, ErrorKind, Lsn, Next, RelationDesc, ReplicaIdentity,
+    Result, TableName,
 };
 use philotes_pgoutput::Message;
 
@@ -60,9 +61,11 @@ impl ReplicationStream {
             confirmed,
         })
     }
+}
 
+impl ChangeSource for ReplicationStream {
     /// Tell the source that everything before `lsn` is durable in the lake.
-    pub fn confirm(&mut self, lsn: Lsn) {
+    fn confirm(&mut self, lsn: Lsn) {
         if lsn > self.confirmed {
             self.confirmed = lsn;
             self.client
@@ -70,12 +73,12 @@ impl ReplicationStream {
         }
     }
 
-    pub fn confirmed(&self) -> Lsn {
+    fn confirmed(&self) -> Lsn {
         self.confirmed
     }
 
     /// The next change, or [`Next::Idle`] when nothing arrived within `idle`.
-    pub async fn next(&mut self, idle: Duration) -> Result<Next> {
+    async fn next(&mut self, idle: Duration) -> Result<Next> {
         loop {
             // Only the receive is raced against the timer: it is cancel-safe, the conversion
             // (which may query the catalog) is not, so it runs outside the timeout.
@@ -136,7 +139,9 @@ impl ReplicationStream {
             return Ok(Next::Change(change));
         }
     }
+}
 
+impl ReplicationStream {
     async fn convert(&mut self, msg: Message) -> Result<Option<Change>> {
         Ok(Some(match msg {
             Message::Begin {
@@ -214,14 +219,4 @@ impl ReplicationStream {
             },
         }))
     }
-}
-
-/// What [`ReplicationStream::next`] returns.
-#[derive(Debug)]
-pub enum Next {
-    Change(Change),
-    /// Nothing arrived for a while.
-    Idle,
-    /// The server ended the stream.
-    End,
 }

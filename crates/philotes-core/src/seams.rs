@@ -1,0 +1,71 @@
+//! The seams between the parts of a pipeline.
+//!
+//! A [`ChangeSource`] yields changes in commit order and takes confirmations; a [`TableSink`]
+//! takes one table's rows and commits them with a position. Today the source is PostgreSQL's
+//! replication stream and the sink an Iceberg changelog table; the Postgres buffer and the
+//! workers of a later version slot in behind the same traits (a buffer is a sink for ingest and
+//! a source for workers).
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::{Cell, Change, Lsn, Op, Result};
+
+/// What [`ChangeSource::next`] returns.
+#[derive(Debug)]
+pub enum Next {
+    Change(Change),
+    /// Nothing arrived for a while.
+    Idle,
+    /// The source ended the stream.
+    End,
+}
+
+/// Changes in commit order, with a position that moves only when told.
+pub trait ChangeSource {
+    /// The next change, or [`Next::Idle`] when nothing arrived within `idle`.
+    fn next(&mut self, idle: Duration) -> impl Future<Output = Result<Next>>;
+    /// Everything before `lsn` is durable downstream; the source may forget it.
+    fn confirm(&mut self, lsn: Lsn);
+    /// The position confirmed so far.
+    fn confirmed(&self) -> Lsn;
+}
+
+/// What a table's commits say about its progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableProgress {
+    /// Every source transaction that committed before this LSN is in the table.
+    pub watermark: Option<Lsn>,
+    /// The consistent point of the initial copy, once that copy is committed.
+    pub snapshot_lsn: Option<Lsn>,
+}
+
+/// A value that could not be converted: which column, and why.
+#[derive(Debug, Clone)]
+pub struct ConvertError {
+    pub column: String,
+    pub message: String,
+}
+
+/// One table's destination: rows in, atomic commits out.
+pub trait TableSink {
+    /// Append one change; on a conversion error nothing of the row is kept.
+    fn append(
+        &mut self,
+        op: Op,
+        row: &[Cell],
+        lsn: Lsn,
+        seq: i64,
+        ts_us: i64,
+    ) -> std::result::Result<(), ConvertError>;
+    /// Move buffered rows towards durable storage when a batch is full (not visible yet).
+    fn write_if_full(&mut self) -> impl Future<Output = Result<()>>;
+    /// Make everything appended so far visible at once, recording `progress`.
+    fn commit(&mut self, progress: TableProgress) -> impl Future<Output = Result<()>>;
+    /// Drop everything appended since the last commit.
+    fn discard(&mut self);
+    /// Rows appended since the last commit.
+    fn pending(&self) -> u64;
+    /// The progress of the last commit.
+    fn progress(&self) -> TableProgress;
+}

@@ -1,0 +1,289 @@
+//! Applying the stream to the tables: per-table watermarks, key changes, stopped tables.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use philotes_core::{
+    Cell, Change, ChangeSource, Error, ErrorKind, Lsn, Next, Op, Result, Row, TableProgress,
+    TableSink,
+};
+use philotes_source_postgres::SourceTable;
+
+use crate::dlq::DeadLetters;
+
+/// One replicated table.
+pub(crate) struct TableState<T> {
+    pub source: SourceTable,
+    pub lake: Option<T>,
+    pub stopped: Option<Error>,
+    pub progress: TableProgress,
+    /// Whether the stream's latest description of the table matches its changelog schema.
+    pub shape_ok: bool,
+    pub key_idx: Vec<usize>,
+}
+
+impl<T: TableSink> TableState<T> {
+    pub fn stop(&mut self, e: Error) {
+        if self.stopped.is_some() {
+            return;
+        }
+        tracing::error!(table = %self.source.name, error = %e, "table stopped; the other tables go on, and this table's position is kept");
+        if let Some(lake) = self.lake.as_mut() {
+            lake.discard();
+        }
+        self.stopped = Some(e);
+    }
+
+    fn pending(&self) -> u64 {
+        self.lake.as_ref().map_or(0, |l| l.pending())
+    }
+}
+
+pub(crate) struct Txn {
+    commit_lsn: Lsn,
+    ts_us: i64,
+    seq: i64,
+}
+
+pub(crate) struct Applier<T> {
+    pub tables: HashMap<u32, TableState<T>>,
+    dead_letters: DeadLetters,
+    pub txn: Option<Txn>,
+    last_end: Option<Lsn>,
+    warned: HashSet<u32>,
+    pub streamed_rows: u64,
+}
+
+impl<T: TableSink> Applier<T> {
+    pub fn new(tables: HashMap<u32, TableState<T>>, dead_letters: DeadLetters) -> Self {
+        Applier {
+            tables,
+            dead_letters,
+            txn: None,
+            last_end: None,
+            warned: HashSet::new(),
+            streamed_rows: 0,
+        }
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.tables.values().map(TableState::pending).sum()
+    }
+
+    /// The slot may not be confirmed past the watermark of a stopped table.
+    pub fn cap(&self) -> Option<Lsn> {
+        self.tables
+            .values()
+            .filter(|t| t.stopped.is_some())
+            .filter_map(|t| t.progress.watermark)
+            .min()
+    }
+
+    pub async fn apply(&mut self, change: Change) -> Result<()> {
+        match change {
+            Change::Begin {
+                commit_lsn,
+                commit_ts_us,
+                ..
+            } => {
+                self.txn = Some(Txn {
+                    commit_lsn,
+                    ts_us: commit_ts_us,
+                    seq: 0,
+                });
+            }
+            Change::Commit { end_lsn, .. } => {
+                self.txn = None;
+                self.last_end = Some(end_lsn);
+            }
+            Change::Relation(rel) => {
+                if let Some(t) = self.tables.get_mut(&rel.oid) {
+                    t.shape_ok = rel.same_shape(&t.source.columns);
+                } else if self.warned.insert(rel.oid) {
+                    tracing::warn!(table = %rel.table, "changes arrive for a table that was not in the publication when Philotes started; restart Philotes to copy it (its initial copy will include these changes)");
+                }
+            }
+            Change::Insert { rel, new } => self.write(rel, Op::Insert, &new).await?,
+            Change::Update { rel, old, mut new } => {
+                let mut key_changed = false;
+                if let (Some(old), Some(t)) = (&old, self.tables.get(&rel)) {
+                    // Under REPLICA IDENTITY FULL the old row carries unchanged TOAST values.
+                    for (i, cell) in new.iter_mut().enumerate() {
+                        if let (Cell::Unchanged, Some(Cell::Text(b))) = (&*cell, old.get(i)) {
+                            *cell = Cell::Text(b.clone());
+                        }
+                    }
+                    key_changed = t.key_idx.iter().any(|&i| match (old.get(i), new.get(i)) {
+                        (Some(a @ Cell::Text(_)), Some(b @ Cell::Text(_))) => a != b,
+                        (Some(Cell::Null), Some(Cell::Text(_)))
+                        | (Some(Cell::Text(_)), Some(Cell::Null)) => true,
+                        _ => false,
+                    });
+                }
+                if let (true, Some(old)) = (key_changed, &old) {
+                    self.write(rel, Op::Delete, old).await?;
+                }
+                self.write(rel, Op::Update, &new).await?;
+            }
+            Change::Delete { rel, old } => self.write(rel, Op::Delete, &old).await?,
+            Change::Truncate { rels } => {
+                for rel in rels {
+                    let n = self.tables.get(&rel).map_or(0, |t| t.source.columns.len());
+                    self.write(rel, Op::Truncate, &vec![Cell::Null; n]).await?;
+                }
+            }
+            Change::Message { .. } | Change::KeepAlive { .. } => {}
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, rel: u32, op: Op, row: &Row) -> Result<()> {
+        let Some(txn) = self.txn.as_mut() else {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "a row change arrived outside a transaction",
+            ));
+        };
+        let Some(t) = self.tables.get_mut(&rel) else {
+            return Ok(()); // not replicated (warned on its Relation message)
+        };
+        if t.stopped.is_some() {
+            return Ok(());
+        }
+        // Already in the table (an initial copy at a later point, or a replay after a crash).
+        if t.progress.watermark.is_some_and(|w| txn.commit_lsn < w) {
+            return Ok(());
+        }
+        let lsn = txn.commit_lsn;
+        if !t.shape_ok {
+            t.stop(
+                Error::new(
+                    ErrorKind::SchemaChange,
+                    "the table's columns changed on the source; until schema evolution lands this table is stopped at its last committed position. Revert the change, or drop the changelog table and restart to copy the table again",
+                )
+                .with("table", &t.source.name)
+                .with("lsn", lsn),
+            );
+            return Ok(());
+        }
+        let Some(lake) = t.lake.as_mut() else {
+            return Ok(());
+        };
+        match lake.append(op, row, lsn, txn.seq, txn.ts_us) {
+            Ok(()) => {
+                txn.seq += 1;
+                self.streamed_rows += 1;
+                lake.write_if_full().await?;
+            }
+            Err(ce) => {
+                let err = Error::new(
+                    ErrorKind::Conversion,
+                    format!("cannot convert a value: {}", ce.message),
+                )
+                .with("table", &t.source.name)
+                .with("column", &ce.column)
+                .with("lsn", lsn);
+                let names: Vec<String> = t.source.columns.iter().map(|c| c.name.clone()).collect();
+                self.dead_letters
+                    .record(&t.source.name, lsn, op, &names, row, &err)?;
+                tracing::error!(file = %self.dead_letters.path().display(), "the change was written to the dead-letter file");
+                t.stop(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit every table with pending rows, then confirm the position to the slot.
+    pub async fn flush<S: ChangeSource>(&mut self, stream: &mut S) -> Result<()> {
+        let Some(end) = self.last_end else {
+            return Ok(());
+        };
+        for t in self.tables.values_mut() {
+            if t.stopped.is_some() || t.pending() == 0 {
+                continue;
+            }
+            let progress = TableProgress {
+                watermark: Some(end),
+                snapshot_lsn: t.progress.snapshot_lsn,
+            };
+            if let Some(lake) = t.lake.as_mut() {
+                lake.commit(progress).await?;
+                t.progress = progress;
+            }
+        }
+        let confirm = self.cap().map_or(end, |c| c.min(end));
+        stream.confirm(confirm);
+        Ok(())
+    }
+}
+
+/// How often to commit while streaming.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FlushPolicy {
+    pub interval: Duration,
+    pub rows: u64,
+}
+
+/// Apply `stream` until `stop` is set (at a transaction boundary), the stream ends, or the
+/// `marker` message arrives (everything committed before it is then in the lake).
+pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
+    applier: &mut Applier<T>,
+    stream: &mut S,
+    flush: FlushPolicy,
+    marker: Option<&str>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let idle = flush
+        .interval
+        .min(Duration::from_millis(500))
+        .max(Duration::from_millis(50));
+    let mut last_flush = Instant::now();
+    let mut caught_up = false;
+    loop {
+        if (stop.load(Ordering::Relaxed) || caught_up) && applier.txn.is_none() {
+            break;
+        }
+        match stream.next(idle).await? {
+            Next::End => {
+                if applier.txn.is_some() {
+                    return Err(Error::new(
+                        ErrorKind::Source,
+                        "the source ended the stream inside a transaction; restart to resume",
+                    ));
+                }
+                break;
+            }
+            Next::Idle => {}
+            Next::Change(Change::KeepAlive { wal_end }) => {
+                if applier.txn.is_none() && applier.pending() == 0 {
+                    let cap = applier.cap();
+                    stream.confirm(cap.map_or(wal_end, |c| c.min(wal_end)));
+                }
+            }
+            Next::Change(Change::Message {
+                prefix,
+                content,
+                lsn,
+                transactional: false,
+            }) => {
+                if prefix == "philotes" && marker.is_some_and(|m| content.as_ref() == m.as_bytes())
+                {
+                    tracing::info!(lsn = %lsn, "caught up with the source");
+                    caught_up = true;
+                }
+            }
+            Next::Change(change) => applier.apply(change).await?,
+        }
+        let pending = applier.pending();
+        let due = pending >= flush.rows || (pending > 0 && last_flush.elapsed() >= flush.interval);
+        if applier.txn.is_none() && (due || caught_up || stop.load(Ordering::Relaxed)) {
+            applier.flush(stream).await?;
+            last_flush = Instant::now();
+        }
+    }
+    applier.flush(stream).await
+}
+
+#[cfg(test)]
+mod tests;
