@@ -321,3 +321,14 @@ def test_schema_change_stops_only_that_table_and_keeps_its_position(source):
     code, err, _ = source.run(check=False)
     assert code == 1 and "public.evolving" in err and "differ" in err
     assert slot_backlog(source) > 0
+
+
+def test_publication_for_listed_tables(source):
+    source.sql("CREATE TABLE wanted (id int PRIMARY KEY)")
+    source.sql("CREATE TABLE unwanted (id int PRIMARY KEY)")
+    source.sql("INSERT INTO wanted VALUES (1)")
+    source.sql("INSERT INTO unwanted VALUES (1)")
+    source.run("--publication", "only_wanted", "--tables", "public.wanted")
+    assert source.sql("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = 'only_wanted'") == [("public", "wanted")]
+    tables = source.lake().catalog.list_tables("public")
+    assert tables == [("public", "wanted__changelog")]

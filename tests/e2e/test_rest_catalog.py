@@ -3,7 +3,9 @@ Lakekeeper), read back with pyiceberg's RestCatalog."""
 import base64
 import json
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from pyiceberg.catalog.rest import RestCatalog
 
+from certs import make_certs
 from compare import assert_same
 from lake import Lake
 
@@ -25,11 +28,30 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def rest_catalog(tmp_path):
+SERVE_TLS = """
+import sys, uvicorn
+from lakana_server.app import create_app
+from lakana_server.settings import Settings
+s = Settings()
+uvicorn.run(create_app(s), host=s.host, port=s.port, ssl_certfile=sys.argv[1], ssl_keyfile=sys.argv[2], log_level="warning")
+"""
+
+
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory):
+    """The catalog's database, migrated once and copied for each test."""
     if not LAKANA.exists():
         pytest.fail(f"{LAKANA} is missing: run deployments/scripts/test-env.sh")
+    db = tmp_path_factory.mktemp("lakana") / "template.db"
+    env = {**os.environ, "LAKANA_DATABASE__URL": f"sqlite:///{db}"}
+    subprocess.run([str(LAKANA), "migrate"], env=env, check=True, capture_output=True)
+    return db
+
+
+@pytest.fixture(params=["http", "https"])
+def rest_catalog(tmp_path, request, migrated_db):
     port = free_port()
+    shutil.copy(migrated_db, tmp_path / "lakana.db")
     token_file = tmp_path / "token"
     env = {
         **os.environ,
@@ -38,14 +60,25 @@ def rest_catalog(tmp_path):
         "LAKANA_SECRETS__MASTER_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "LAKANA_PORT": str(port),
     }
-    subprocess.run([str(LAKANA), "migrate"], env=env, check=True, capture_output=True)
-    server = subprocess.Popen([str(LAKANA)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
+    if request.param == "https":
+        # The same server behind TLS, with a certificate for `localhost` from a throwaway CA.
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        make_certs(certs)
+        cmd = [str(LAKANA.parent / "python"), "-c", SERVE_TLS, str(certs / "server.pem"), str(certs / "server.key")]
+        uri = f"https://localhost:{port}"
+        ca = certs / "ca.pem"
+    else:
+        cmd = [str(LAKANA)]
+        uri = f"http://127.0.0.1:{port}"
+        ca = None
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
     try:
         for _ in range(150):
             if token_file.exists() and token_file.read_text().strip():
                 try:
-                    urllib.request.urlopen(uri + "/v1/config", timeout=1)
+                    urllib.request.urlopen(uri + "/v1/config", timeout=1, context=ctx)
                 except urllib.error.HTTPError:
                     break  # answering (401 without a token)
                 except OSError:
@@ -59,32 +92,35 @@ def rest_catalog(tmp_path):
             data=json.dumps({"name": "dev", "storage": {"scheme": "file", "root": f"file://{warehouse}"}}).encode(),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
-        urllib.request.urlopen(req, timeout=10)
-        yield uri, token, warehouse
+        urllib.request.urlopen(req, timeout=10, context=ctx)
+        yield uri, token, warehouse, ca
     finally:
-        server.terminate()
+        server.kill()
         server.wait()
 
 
-def test_rest_catalog(source, rest_catalog):
-    uri, token, warehouse = rest_catalog
+def test_rest_catalog(source, rest_catalog, monkeypatch):
+    uri, token, warehouse, ca = rest_catalog
     source.sql("CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric(14,2))")
     source.sql("INSERT INTO accounts SELECT g, 'o' || g, g * 10 FROM generate_series(1, 500) g")
     args = [
         "--catalog-uri", uri, "--catalog-prefix", "dev", "--namespace", "bronze",
         "--warehouse", f"file://{warehouse}",
     ]
-    env = {"PHILOTES_CATALOG_TOKEN": token}
+    # Philotes trusts the system's CA store; SSL_CERT_FILE points it at the test CA.
+    env = {"PHILOTES_CATALOG_TOKEN": token, **({"SSL_CERT_FILE": str(ca)} if ca else {})}
     source.run(*args, env=env)
     source.sql("UPDATE accounts SET balance = balance - 5 WHERE id % 3 = 0")
     source.sql("DELETE FROM accounts WHERE id > 490")
     _, err, _ = source.run(*args, env=env)
     assert token not in err
+    if ca:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))  # pyiceberg's HTTP client (requests)
     catalog = RestCatalog("rest", uri=uri, token=token, prefix="dev")
     lake = Lake(catalog=catalog)
     assert assert_same(source, lake, "bronze.public__accounts__changelog", "SELECT * FROM accounts", ["id"]) == 490
     props = [s.summary.additional_properties for s in catalog.load_table("bronze.public__accounts__changelog").snapshots()]
     assert len(props) == 2 and all("philotes.watermark-lsn" in p for p in props)
     # A wrong token is an error that says where the catalog is, without the token.
-    code, err, _ = source.run(*args, env={"PHILOTES_CATALOG_TOKEN": "wrong-token-xyz"}, check=False)
+    code, err, _ = source.run(*args, env={**env, "PHILOTES_CATALOG_TOKEN": "wrong-token-xyz"}, check=False)
     assert code != 0 and "wrong-token-xyz" not in err

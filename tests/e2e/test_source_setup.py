@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from conftest import BINARY, run_philotes
+from certs import make_certs
 from pgcluster import Cluster
 
 
@@ -58,16 +59,6 @@ def test_not_enough_replication_slots(tmp_path):
 def test_missing_source_is_a_config_error(tmp_path):
     code, err, _ = run_philotes([str(BINARY), "run", "--data-dir", str(tmp_path)], check=False)
     assert code == 2 and "--source" in err and "PHILOTES_SOURCE" in err
-
-
-def make_certs(directory: Path):
-    """A CA and a server certificate for the name `localhost` only."""
-    def ossl(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=philotes-test-ca")
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
-    (directory / "ext.cnf").write_text("subjectAltName=DNS:localhost\n")
-    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
 
 
 @pytest.fixture
