@@ -4,7 +4,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -16,16 +15,11 @@ from pyiceberg.catalog.rest import RestCatalog
 
 from certs import make_certs
 from compare import assert_same
+from pgcluster import free_port
 from lake import Lake
 
 ROOT = Path(__file__).resolve().parents[2]
 LAKANA = Path(os.environ.get("PHILOTES_LAKANA_VENV", ROOT / ".venv-lakana")) / "bin" / "lakana-server"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SERVE_TLS = """

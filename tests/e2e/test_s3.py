@@ -1,5 +1,4 @@
 """An s3:// warehouse on a real S3-compatible server (moto in server mode) on this machine."""
-import socket
 import subprocess
 import time
 import urllib.request
@@ -9,12 +8,7 @@ import sys
 import pytest
 
 from compare import assert_same
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pgcluster import free_port
 
 
 @pytest.fixture
