@@ -29,6 +29,8 @@ pub trait ChangeSource {
     fn confirm(&mut self, lsn: Lsn);
     /// The position confirmed so far.
     fn confirmed(&self) -> Lsn;
+    /// Wait (briefly) until the confirmed position has reached the source, before exiting.
+    fn finish(&mut self) -> impl Future<Output = ()>;
 }
 
 /// What a table's commits say about its progress.

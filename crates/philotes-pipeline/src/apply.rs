@@ -71,6 +71,13 @@ impl<T: TableSink> Applier<T> {
         self.tables.values().map(TableState::pending).sum()
     }
 
+    /// Everything before `lsn` has been applied (a position between transactions).
+    pub fn processed(&mut self, lsn: Lsn) {
+        if self.last_end.is_none_or(|e| lsn > e) {
+            self.last_end = Some(lsn);
+        }
+    }
+
     /// The slot may not be confirmed past the watermark of a stopped table.
     pub fn cap(&self) -> Option<Lsn> {
         self.tables
@@ -95,7 +102,7 @@ impl<T: TableSink> Applier<T> {
             }
             Change::Commit { end_lsn, .. } => {
                 self.txn = None;
-                self.last_end = Some(end_lsn);
+                self.processed(end_lsn);
             }
             Change::Relation(rel) => {
                 if let Some(t) = self.tables.get_mut(&rel.oid) {
@@ -256,9 +263,13 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
             }
             Next::Idle => {}
             Next::Change(Change::KeepAlive { wal_end }) => {
-                if applier.txn.is_none() && applier.pending() == 0 {
-                    let cap = applier.cap();
-                    stream.confirm(cap.map_or(wal_end, |c| c.min(wal_end)));
+                // Everything before the server's sent position has been delivered, and
+                // between transactions it has all been applied.
+                if applier.txn.is_none() {
+                    applier.processed(wal_end);
+                    if applier.pending() == 0 {
+                        applier.flush(stream).await?;
+                    }
                 }
             }
             Next::Change(Change::Message {
@@ -271,6 +282,11 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
                 {
                     tracing::info!(lsn = %lsn, "caught up with the source");
                     caught_up = true;
+                }
+                // Non-transactional messages arrive after every transaction that committed
+                // before them.
+                if applier.txn.is_none() {
+                    applier.processed(lsn);
                 }
             }
             Next::Change(change) => applier.apply(change).await?,

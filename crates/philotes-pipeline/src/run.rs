@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use philotes_config::Settings;
 use philotes_core::{
@@ -113,8 +112,7 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
         rows: settings.flush_rows,
     };
     stream_changes(&mut applier, &mut stream, flush, marker.as_deref(), &stop).await?;
-    // Give the stream a moment to send the final standby status update.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    stream.finish().await;
     let mut stopped: Vec<TableError> = applier
         .tables
         .values()

@@ -43,7 +43,7 @@ impl ReplicationStream {
             .replication_config(slot, publication)
             .with_start_lsn(pgwire_replication::Lsn::from_u64(confirmed.0))
             .with_ack_lsn(pgwire_replication::Lsn::from_u64(confirmed.0))
-            .with_status_interval(Duration::from_secs(1))
+            .with_status_interval(Duration::from_millis(200))
             .with_wakeup_interval(Duration::from_secs(5))
             .with_buffer_size(4096);
         let mut client = ReplicationClient::connect(cfg).await.map_err(repl_error)?;
@@ -75,6 +75,18 @@ impl ChangeSource for ReplicationStream {
 
     fn confirmed(&self) -> Lsn {
         self.confirmed
+    }
+
+    async fn finish(&mut self) {
+        let metrics = self.client.metrics();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while metrics.last_applied_lsn().as_u64() < self.confirmed.0 {
+            if tokio::time::Instant::now() > deadline {
+                tracing::warn!(confirmed = %self.confirmed, "the source has not acknowledged the last position yet; it will be sent again on the next start");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The next change, or [`Next::Idle`] when nothing arrived within `idle`.

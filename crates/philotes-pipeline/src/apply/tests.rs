@@ -75,6 +75,7 @@ impl ChangeSource for Script {
     fn confirmed(&self) -> Lsn {
         self.confirmed
     }
+    async fn finish(&mut self) {}
 }
 
 fn text(s: &str) -> Cell {

@@ -1,0 +1,355 @@
+"""`philotes` benchmarks against the physical limit measured in the same run.
+
+Starts its own PostgreSQL, generates data of a stated shape and size, and measures:
+
+- snapshot: rows/s and MB/s of the initial copy into committed Iceberg files, as a ratio to
+  PostgreSQL's own `COPY … TO STDOUT (FORMAT binary)` drain rate of the same table;
+- streaming: changes/s end to end (committed in Iceberg) for inserts, updates and deletes in
+  transactions of 1, 100 and 10,000 rows, as a ratio to `pg_recvlogical` draining the same WAL
+  (pgoutput) to /dev/null;
+- latency: source commit → visible in Iceberg, p50/p99, at the default flush settings under a
+  steady load;
+- memory: peak RSS of every philotes run, and of one large transaction.
+
+Prints a table and writes JSON (`--json`). Asserts nothing: the figures are the result.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from pgcluster import Cluster  # noqa: E402
+
+WIDE_COLUMNS = [
+    ("id", "bigint PRIMARY KEY", "g"),
+    ("i1", "int", "g % 1000"), ("i2", "int", "g % 7"), ("i3", "smallint", "(g % 100)::smallint"),
+    ("b1", "bigint", "g * 31"), ("b2", "bigint", "g * 17"),
+    ("f1", "double precision", "g * 0.5"), ("f2", "real", "(g % 1000) * 0.25"),
+    ("n1", "numeric(12,2)", "(g % 100000) * 1.25"), ("n2", "numeric(18,6)", "g * 0.000123"),
+    ("n3", "numeric(10,0)", "g % 99999"),
+    ("t1", "timestamptz", "'2024-01-01'::timestamptz + g * interval '1 second'"),
+    ("t2", "timestamptz", "now()"), ("t3", "timestamp", "'2024-01-01'::timestamp + g * interval '1 minute'"),
+    ("d1", "date", "'2020-01-01'::date + (g % 2000)"),
+    ("s1", "text", "'customer-' || g"), ("s2", "text", "md5(g::text)"), ("s3", "varchar(32)", "'city-' || (g % 500)"),
+    ("s4", "text", "repeat('x', g % 40)"), ("s5", "text", "'status-' || (g % 5)"),
+    ("bo", "boolean", "g % 2 = 0"), ("u", "uuid", "md5(g::text)::uuid"),
+    ("j1", "jsonb", "jsonb_build_object('k', g, 'tag', 't' || (g % 9))"),
+    ("j2", "json", "json_build_object('a', g % 3)"),
+    ("a1", "int[]", "ARRAY[g % 10, g % 20]"), ("a2", "text[]", "ARRAY['x', 'y' || (g % 3)]"),
+    ("e1", "bigint", "g + 1"), ("e2", "int", "g % 13"), ("e3", "text", "'note ' || (g % 77)"),
+    ("e4", "double precision", "g / 3.0"),
+]
+
+
+def vm_hwm_kib(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.binary = Path(args.binary)
+        self.cluster = Cluster()
+        self.url = self.cluster.url()
+        self.conn = psycopg.connect(self.url, autocommit=True)
+        self.work = Path(tempfile.mkdtemp(prefix="philotes-bench-"))
+        self.results = {"machine": {"cores": os.cpu_count(), "platform": platform.platform()}, "binary": str(self.binary)}
+        self.runs = 0
+
+    def sql(self, q):
+        return self.conn.execute(q)
+
+    def say(self, msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    def timed_psql(self, sql, output="/dev/null"):
+        t = time.perf_counter()
+        with open(output, "wb") as out:
+            subprocess.run(["psql", self.url, "-X", "-q", "-c", sql], stdout=out, check=True)
+        return time.perf_counter() - t
+
+    def philotes(self, *args, background=False):
+        """A philotes run on a fresh slot and data dir; returns (seconds, peak RSS KiB)."""
+        self.runs += 1
+        data = self.work / f"run{self.runs}"
+        cmd = [str(self.binary), "run", "--source", self.url, "--data-dir", str(data), *args]
+        env = {**os.environ, "PHILOTES_LOG": os.environ.get("PHILOTES_LOG", "warn")}
+        if background:
+            return subprocess.Popen(cmd, env=env), data
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd + ["--until-caught-up"], env=env)
+        peak = 0
+        while p.poll() is None:
+            peak = max(peak, vm_hwm_kib(p.pid))
+            time.sleep(0.01)
+        seconds = time.perf_counter() - t
+        if p.returncode != 0:
+            raise SystemExit(f"philotes failed ({p.returncode}): {' '.join(cmd)}")
+        return seconds, peak, data
+
+    # --- snapshot ---------------------------------------------------------------------------
+
+    def snapshot(self, table, rows):
+        out = self.work / f"{table}.copy"
+        copy_s = self.timed_psql(f"COPY {table} TO STDOUT (FORMAT binary)", output=str(out))
+        size = out.stat().st_size
+        out.unlink()
+        pub = f"bench_{table}"
+        self.sql(f"CREATE PUBLICATION {pub} FOR TABLE {table}")
+        secs, peak, data = self.philotes("--publication", pub, "--slot", f"snap_{table}")
+        self.sql(f"SELECT pg_drop_replication_slot('snap_{table}')")
+        files = list((data / "warehouse").rglob("*.parquet"))
+        r = {
+            "rows": rows,
+            "copy_binary_bytes": size,
+            "copy_rows_per_s": rows / copy_s,
+            "philotes_seconds": secs,
+            "philotes_rows_per_s": rows / secs,
+            "philotes_mb_per_s": size / secs / 1e6,
+            "ratio_to_copy": (rows / secs) / (rows / copy_s),
+            "peak_rss_mib": peak / 1024,
+            "parquet_files": len(files),
+            "parquet_mean_mib": (sum(f.stat().st_size for f in files) / len(files) / 2**20) if files else 0,
+        }
+        shutil.rmtree(data, ignore_errors=True)
+        return r
+
+    def make_tables(self):
+        a = self.args
+        self.say(f"generating narrow ({a.narrow_rows} rows) and wide ({a.wide_rows} rows, {len(WIDE_COLUMNS)} columns)")
+        self.sql("CREATE TABLE narrow (id bigint PRIMARY KEY, a int, b int, c text, d timestamptz)")
+        self.sql(f"INSERT INTO narrow SELECT g, g % 1000, g % 7, 'item-' || g, now() FROM generate_series(1, {a.narrow_rows}) g")
+        cols = ", ".join(f"{n} {t}" for n, t, _ in WIDE_COLUMNS)
+        self.sql(f"CREATE TABLE wide ({cols})")
+        exprs = ", ".join(e for _, _, e in WIDE_COLUMNS)
+        self.sql(f"INSERT INTO wide SELECT {exprs} FROM generate_series(1, {a.wide_rows}) g")
+        self.sql("VACUUM ANALYZE narrow, wide")
+
+    # --- streaming --------------------------------------------------------------------------
+
+    def workload(self, op, txn_rows, changes, base):
+        """SQL that makes `changes` row changes of kind `op` in transactions of `txn_rows`."""
+        txns = max(1, changes // txn_rows)
+        if op == "insert":
+            body = f"INSERT INTO stream_t SELECT g, g % 1000, 'v' || g FROM generate_series({base} + i * {txn_rows} + 1, {base} + (i + 1) * {txn_rows}) g;"
+        elif op == "update":
+            body = f"UPDATE stream_t SET a = a + 1 WHERE id > i * {txn_rows} AND id <= (i + 1) * {txn_rows};"
+        else:
+            body = f"DELETE FROM stream_t WHERE id > i * {txn_rows} AND id <= (i + 1) * {txn_rows};"
+        return f"DO $$ BEGIN FOR i IN 0..{txns - 1} LOOP {body} COMMIT; END LOOP; END $$;", txns * txn_rows
+
+    def streaming(self, op, txn_rows, changes):
+        slot, probe = f"s_{op}_{txn_rows}", f"r_{op}_{txn_rows}"
+        self.sql("TRUNCATE stream_t")
+        if op != "insert":
+            self.sql(f"INSERT INTO stream_t SELECT g, g % 1000, 'v' || g FROM generate_series(1, {changes}) g")
+        # The pipeline's table, copied (nearly empty for inserts), and both slots at the same point.
+        secs, _, data = self.philotes("--publication", "bench_stream", "--slot", slot)
+        self.sql(f"SELECT pg_create_logical_replication_slot('{probe}', 'pgoutput')")
+        sql, n = self.workload(op, txn_rows, changes, changes)
+        self.sql(sql)
+        end = self.sql("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+        # The physical limit: pg_recvlogical drains the same WAL through pgoutput.
+        t = time.perf_counter()
+        subprocess.run([
+            "pg_recvlogical", "-d", self.url, "--slot", probe, "--start", "--endpos", end,
+            "-o", "proto_version=1", "-o", "publication_names=bench_stream", "-f", "/dev/null", "--no-loop",
+        ], check=True, stderr=subprocess.DEVNULL)
+        drain_s = time.perf_counter() - t
+        self.sql(f"SELECT pg_drop_replication_slot('{probe}')")
+        # Philotes on the same backlog (the run includes its start-up: connect, catalog, slot).
+        secs, peak, data2 = self.resume(data, slot)
+        self.sql(f"SELECT pg_drop_replication_slot('{slot}')")
+        files = list((data / "warehouse").rglob("*.parquet"))
+        shutil.rmtree(data, ignore_errors=True)
+        return {
+            "op": op, "txn_rows": txn_rows, "changes": n,
+            "pg_recvlogical_changes_per_s": n / drain_s,
+            "philotes_seconds": secs,
+            "philotes_changes_per_s": n / secs,
+            "ratio_to_pg_recvlogical": drain_s / secs,
+            "peak_rss_mib": peak / 1024,
+            "parquet_files": len(files),
+        }
+
+    def resume(self, data, slot):
+        cmd = [str(self.binary), "run", "--source", self.url, "--data-dir", str(data), "--publication", "bench_stream", "--slot", slot, "--until-caught-up"]
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, env={**os.environ, "PHILOTES_LOG": os.environ.get("PHILOTES_LOG", "warn")})
+        peak = 0
+        while p.poll() is None:
+            peak = max(peak, vm_hwm_kib(p.pid))
+            time.sleep(0.01)
+        if p.returncode != 0:
+            raise SystemExit(f"philotes failed ({p.returncode})")
+        return time.perf_counter() - t, peak, data
+
+    def startup(self):
+        """One caught-up run with nothing to do: what every streaming figure above includes."""
+        self.sql("TRUNCATE stream_t")
+        _, _, data = self.philotes("--publication", "bench_stream", "--slot", "s_idle")
+        secs, _, _ = self.resume(data, "s_idle")
+        self.sql("SELECT pg_drop_replication_slot('s_idle')")
+        shutil.rmtree(data, ignore_errors=True)
+        return secs
+
+    # --- latency ----------------------------------------------------------------------------
+
+    def latency(self, seconds, rate):
+        self.sql("CREATE TABLE lat (id bigint PRIMARY KEY, v text)")
+        self.sql("CREATE PUBLICATION bench_lat FOR TABLE lat")
+        p, data = self.philotes("--publication", "bench_lat", "--slot", "s_lat", background=True)
+        time.sleep(2)  # initial copy of the empty table
+        stop = time.monotonic() + seconds
+        i = 0
+        with psycopg.connect(self.url, autocommit=True) as c:
+            while time.monotonic() < stop:
+                c.execute("INSERT INTO lat VALUES (%s, 'x')", (i,))
+                i += 1
+                time.sleep(1 / rate)
+        time.sleep(self.args.flush_seconds + 2)
+        peak = vm_hwm_kib(p.pid)
+        p.terminate()
+        p.wait()
+        self.sql("SELECT pg_drop_replication_slot('s_lat')")
+        return self.visible_latency(data, i, peak)
+
+    def visible_latency(self, data, inserted, peak):
+        from pyiceberg.catalog.sql import SqlCatalog
+        cat = SqlCatalog("philotes", uri=f"sqlite:///{data / 'catalog.db'}", warehouse=f"file://{data / 'warehouse'}")
+        t = cat.load_table("public.lat__changelog")
+        snaps = sorted(t.snapshots(), key=lambda s: s.timestamp_ms)
+        rows = t.scan(selected_fields=("_cdc_lsn", "_cdc_ts", "_cdc_op")).to_arrow().to_pylist()
+        # A row became visible with the first snapshot whose watermark is above its commit LSN.
+        marks = []
+        for s in snaps:
+            w = s.summary.additional_properties.get("philotes.watermark-lsn")
+            if w:
+                hi, lo = w.split("/")
+                marks.append(((int(hi, 16) << 32) | int(lo, 16), s.timestamp_ms))
+        lat = []
+        for r in rows:
+            if r["_cdc_op"] != "I":
+                continue
+            seen = next(ms for w, ms in marks if r["_cdc_lsn"] < w)
+            lat.append(seen / 1000 - r["_cdc_ts"].timestamp())
+        lat.sort()
+        pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
+        return {"rows": len(lat), "inserted": inserted, "p50_s": pct(0.5), "p99_s": pct(0.99), "max_s": lat[-1], "peak_rss_mib": peak / 1024,
+                "flush_interval_s": self.args.flush_seconds}
+
+    # --- memory -----------------------------------------------------------------------------
+
+    def big_transaction(self, rows):
+        self.sql("CREATE TABLE huge (id bigint PRIMARY KEY, a int, b text, c timestamptz)")
+        self.sql("CREATE PUBLICATION bench_huge FOR TABLE huge")
+        _, _, data = self.philotes("--publication", "bench_huge", "--slot", "s_huge")
+        self.say(f"one transaction of {rows} rows")
+        self.sql(f"INSERT INTO huge SELECT g, g % 1000, md5(g::text), now() FROM generate_series(1, {rows}) g")
+        cmd = [str(self.binary), "run", "--source", self.url, "--data-dir", str(data), "--publication", "bench_huge", "--slot", "s_huge", "--until-caught-up"]
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, env={**os.environ, "PHILOTES_LOG": "warn"})
+        peak = 0
+        while p.poll() is None:
+            peak = max(peak, vm_hwm_kib(p.pid))
+            time.sleep(0.01)
+        secs = time.perf_counter() - t
+        self.sql("SELECT pg_drop_replication_slot('s_huge')")
+        files = list((data / "warehouse").rglob("*.parquet"))
+        sizes = [f.stat().st_size for f in files]
+        shutil.rmtree(data, ignore_errors=True)
+        return {"rows": rows, "seconds": secs, "rows_per_s": rows / secs, "peak_rss_mib": peak / 1024,
+                "parquet_files": len(files), "parquet_mean_mib": sum(sizes) / len(sizes) / 2**20 if sizes else 0,
+                "files_per_1m_changes": len(files) / (rows / 1e6)}
+
+    def run(self):
+        a = self.args
+        self.make_tables()
+        self.say("snapshot: narrow")
+        self.results["snapshot"] = {"narrow": self.snapshot("narrow", a.narrow_rows)}
+        self.say("snapshot: wide")
+        self.results["snapshot"]["wide"] = self.snapshot("wide", a.wide_rows)
+        self.sql("DROP TABLE narrow, wide")
+        self.sql("CREATE TABLE stream_t (id bigint PRIMARY KEY, a int, v text)")
+        self.sql("CREATE PUBLICATION bench_stream FOR TABLE stream_t")
+        self.results["startup_seconds"] = self.startup()
+        self.results["streaming"] = []
+        for op in ("insert", "update", "delete"):
+            for size in (1, 100, 10000):
+                changes = a.stream_changes if size > 1 else a.single_row_changes
+                self.say(f"streaming: {op} in transactions of {size}")
+                self.results["streaming"].append(self.streaming(op, size, changes))
+        self.say(f"latency: {a.latency_rate} inserts/s for {a.latency_seconds} s")
+        self.results["latency"] = self.latency(a.latency_seconds, a.latency_rate)
+        self.results["big_transaction"] = self.big_transaction(a.big_txn_rows)
+        return self.results
+
+    def close(self):
+        self.conn.close()
+        self.cluster.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def report(r):
+    out = []
+    out.append(f"machine: {r['machine']['cores']} cores, {r['machine']['platform']}")
+    out.append("")
+    out.append("snapshot   rows      philotes rows/s   MB/s    COPY binary rows/s   ratio   peak RSS   files (mean MiB)")
+    for name, s in r["snapshot"].items():
+        out.append(f"{name:<9}{s['rows']:>9}   {s['philotes_rows_per_s']:>14,.0f}   {s['philotes_mb_per_s']:>5.1f}   {s['copy_rows_per_s']:>18,.0f}   {s['ratio_to_copy']:>5.2f}   {s['peak_rss_mib']:>5.0f} MiB   {s['parquet_files']} ({s['parquet_mean_mib']:.1f})")
+    out.append("")
+    out.append(f"streaming (each run includes {r['startup_seconds']:.2f} s of start-up)")
+    out.append("op       txn rows   changes   philotes changes/s   pg_recvlogical changes/s   ratio   peak RSS   files")
+    for s in r["streaming"]:
+        out.append(f"{s['op']:<8}{s['txn_rows']:>9}{s['changes']:>10}   {s['philotes_changes_per_s']:>18,.0f}   {s['pg_recvlogical_changes_per_s']:>24,.0f}   {s['ratio_to_pg_recvlogical']:>5.2f}   {s['peak_rss_mib']:>5.0f} MiB   {s['parquet_files']}")
+    lat = r["latency"]
+    out.append("")
+    out.append(f"latency (commit → visible in Iceberg, flush interval {lat['flush_interval_s']} s, {lat['rows']} rows): p50 {lat['p50_s']:.2f} s, p99 {lat['p99_s']:.2f} s, max {lat['max_s']:.2f} s; peak RSS {lat['peak_rss_mib']:.0f} MiB")
+    b = r["big_transaction"]
+    out.append(f"one transaction of {b['rows']:,} rows: {b['seconds']:.1f} s ({b['rows_per_s']:,.0f} rows/s), peak RSS {b['peak_rss_mib']:.0f} MiB, {b['parquet_files']} files of {b['parquet_mean_mib']:.1f} MiB mean ({b['files_per_1m_changes']:.1f} per 1M changes)")
+    return "\n".join(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--binary", default=str(ROOT / "target" / "release" / "philotes"))
+    p.add_argument("--narrow-rows", type=int, default=2_000_000)
+    p.add_argument("--wide-rows", type=int, default=200_000)
+    p.add_argument("--stream-changes", type=int, default=200_000, help="changes per streaming case (100- and 10,000-row transactions)")
+    p.add_argument("--single-row-changes", type=int, default=20_000, help="changes per streaming case in 1-row transactions")
+    p.add_argument("--latency-seconds", type=int, default=20)
+    p.add_argument("--latency-rate", type=int, default=200, help="inserts per second during the latency run")
+    p.add_argument("--flush-seconds", type=float, default=5.0, help="the default flush interval (for the report)")
+    p.add_argument("--big-txn-rows", type=int, default=10_000_000)
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args()
+    b = Bench(args)
+    try:
+        r = b.run()
+    finally:
+        b.close()
+    print(report(r))
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
+        print(f"\nJSON: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
