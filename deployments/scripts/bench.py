@@ -162,20 +162,19 @@ class Bench:
             self.sql(f"INSERT INTO stream_t SELECT g, g % 1000, 'v' || g FROM generate_series(1, {changes}) g")
         # The pipeline's table, copied (nearly empty for inserts), and both slots at the same point.
         secs, _, data = self.philotes("--publication", "bench_stream", "--slot", slot)
-        self.sql(f"SELECT pg_create_logical_replication_slot('{probe}', 'pgoutput')")
+        probes = [probe + "_a", probe + "_b"]
+        for p in probes:
+            self.sql(f"SELECT pg_create_logical_replication_slot('{p}', 'pgoutput')")
         sql, n = self.workload(op, txn_rows, changes, changes)
         self.sql(sql)
         end = self.sql("SELECT pg_current_wal_lsn()::text").fetchone()[0]
-        # The physical limit: pg_recvlogical drains the same WAL through pgoutput.
-        t = time.perf_counter()
-        subprocess.run([
-            "pg_recvlogical", "-d", self.url, "--slot", probe, "--start", "--endpos", end,
-            "-o", "proto_version=1", "-o", "publication_names=bench_stream", "-f", "/dev/null", "--no-loop",
-        ], check=True, stderr=subprocess.DEVNULL)
-        drain_s = time.perf_counter() - t
-        self.sql(f"SELECT pg_drop_replication_slot('{probe}')")
-        # Philotes on the same backlog (the run includes its start-up: connect, catalog, slot).
-        secs, peak, data2 = self.resume(data, slot)
+        # The physical limit: pg_recvlogical drains the same WAL through pgoutput, once before
+        # and once after philotes (the second decoder finds the WAL in the page cache); the
+        # faster of the two counts.
+        drain_a = self.drain(probes[0], end)
+        secs, peak, _ = self.resume(data, slot)
+        drain_b = self.drain(probes[1], end)
+        drain_s = min(drain_a, drain_b)
         self.sql(f"SELECT pg_drop_replication_slot('{slot}')")
         files = list((data / "warehouse").rglob("*.parquet"))
         shutil.rmtree(data, ignore_errors=True)
@@ -188,6 +187,16 @@ class Bench:
             "peak_rss_mib": peak / 1024,
             "parquet_files": len(files),
         }
+
+    def drain(self, slot, end):
+        t = time.perf_counter()
+        subprocess.run([
+            "pg_recvlogical", "-d", self.url, "--slot", slot, "--start", "--endpos", end,
+            "-o", "proto_version=1", "-o", "publication_names=bench_stream", "-f", "/dev/null", "--no-loop",
+        ], check=True, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - t
+        self.sql(f"SELECT pg_drop_replication_slot('{slot}')")
+        return seconds
 
     def resume(self, data, slot):
         cmd = [str(self.binary), "run", "--source", self.url, "--data-dir", str(data), "--publication", "bench_stream", "--slot", slot, "--until-caught-up"]

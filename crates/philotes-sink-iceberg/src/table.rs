@@ -25,6 +25,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use philotes_core::{
     Cell, ColumnDesc, ColumnType, ConvertError, Error, ErrorKind, Lsn, Op, Result, TableName,
     TableProgress, TableSink,
@@ -339,6 +340,8 @@ impl ChangelogTable {
                 Error::new(ErrorKind::Internal, "bad zstd level").with_source(e)
             })?))
             .set_max_row_group_row_count(Some(131_072))
+            // Always unique: a dictionary only costs time and is then dropped.
+            .set_column_dictionary_enabled(ColumnPath::from(SEQ_COLUMN), false)
             .build();
         let parquet = ParquetWriterBuilder::new(props, md.current_schema().clone());
         let locations = DefaultLocationGenerator::new(md)
