@@ -15,6 +15,6 @@ pub mod types;
 pub use change::{Cell, Change, ColumnDesc, Op, RelationDesc, ReplicaIdentity, Row, TableName};
 pub use error::{Error, ErrorKind, Result};
 pub use lsn::Lsn;
-pub use seams::{ChangeSource, ConvertError, Next, TableProgress, TableSink};
+pub use seams::{ChangeSource, ConvertError, Next, RowBatcher, TableProgress, TableSink};
 pub use secret::Secret;
 pub use types::ColumnType;

@@ -49,8 +49,38 @@ pub struct ConvertError {
     pub message: String,
 }
 
+/// Turns rows into batches for a [`TableSink`], anywhere: the initial copy runs it on its own
+/// task, so converting values and encoding files use both cores.
+pub trait RowBatcher: Send + 'static {
+    type Batch: Send + 'static;
+    /// Append one change; on a conversion error nothing of the row is kept.
+    fn append(
+        &mut self,
+        op: Op,
+        row: &[Cell],
+        lsn: Lsn,
+        seq: i64,
+        ts_us: i64,
+    ) -> std::result::Result<(), ConvertError>;
+    /// Rows appended since the last [`RowBatcher::finish`].
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The rows appended so far as one batch; the batcher starts over.
+    fn finish(&mut self) -> Result<Self::Batch>;
+}
+
 /// One table's destination: rows in, atomic commits out.
 pub trait TableSink {
+    type Batcher: RowBatcher;
+    /// A new batcher for this table's rows.
+    fn batcher(&self) -> Self::Batcher;
+    /// Add a batch made by [`TableSink::batcher`] (not visible until the next commit).
+    fn write_batch(
+        &mut self,
+        batch: <Self::Batcher as RowBatcher>::Batch,
+    ) -> impl Future<Output = Result<()>>;
     /// Append one change; on a conversion error nothing of the row is kept.
     fn append(
         &mut self,

@@ -1,8 +1,8 @@
 //! Initial copies of tables that have none committed yet.
 
-use std::sync::Arc;
-
-use philotes_core::{Error, ErrorKind, Op, Result, TableProgress, TableSink};
+use philotes_core::{
+    ConvertError, Error, ErrorKind, Op, Result, Row, RowBatcher, TableProgress, TableSink,
+};
 use philotes_source_postgres::snapshot::copy_table;
 use philotes_source_postgres::{ExportedSnapshot, SourceConn};
 use tokio::sync::mpsc;
@@ -37,6 +37,21 @@ pub async fn copy_tables<T: TableSink>(
     Ok(())
 }
 
+/// What the conversion task hands the writer.
+enum Converted<B> {
+    Batch(B, u64),
+    Failed(ConvertError, Row),
+    Broken(Error),
+}
+
+fn take_batch<B: RowBatcher>(batcher: &mut B) -> Converted<B::Batch> {
+    let n = batcher.len() as u64;
+    match batcher.finish() {
+        Ok(b) => Converted::Batch(b, n),
+        Err(e) => Converted::Broken(e),
+    }
+}
+
 async fn copy_one<T: TableSink>(
     conn: &SourceConn,
     snapshot: &ExportedSnapshot,
@@ -50,59 +65,80 @@ async fn copy_one<T: TableSink>(
     };
     let name = t.source.name.clone();
     let columns: Vec<String> = t.source.columns.iter().map(|c| c.name.clone()).collect();
-    let (tx, mut rx) = mpsc::channel(4);
-    let conn2 = conn.clone();
-    let snap_name = Arc::new(snapshot.name.clone());
-    let table_name = name.clone();
-    let cols = columns.clone();
-    // The copy reads from PostgreSQL while this task converts and writes: both overlap.
+    let lsn = snapshot.lsn;
+    // Three stages on their own tasks, so both cores work: PostgreSQL's COPY stream is read
+    // and split into rows, the rows are converted into Arrow batches, and this task encodes
+    // the batches into Parquet.
+    let (row_tx, mut row_rx) = mpsc::channel::<Vec<Row>>(4);
     let reader = {
-        let snapshot_name = snap_name.clone();
+        let conn = conn.clone();
+        let snapshot_name = snapshot.name.clone();
+        let table = name.clone();
+        let cols = columns.clone();
         tokio::spawn(async move {
-            copy_table(&conn2, &snapshot_name, &table_name, &cols, batch, tx).await
+            copy_table(&conn, &snapshot_name, &table, &cols, batch, row_tx).await
         })
     };
+    let (batch_tx, mut batch_rx) = mpsc::channel(2);
+    let mut batcher = lake.batcher();
+    let converter = tokio::spawn(async move {
+        let mut seq: i64 = 0;
+        while let Some(rows) = row_rx.recv().await {
+            for row in rows {
+                if let Err(ce) = batcher.append(Op::Snapshot, &row, lsn, seq, ts_us) {
+                    let _ = batch_tx.send(Converted::Failed(ce, row)).await;
+                    return;
+                }
+                seq += 1;
+            }
+            if batcher.len() >= batch && batch_tx.send(take_batch(&mut batcher)).await.is_err() {
+                return;
+            }
+        }
+        if !batcher.is_empty() {
+            let _ = batch_tx.send(take_batch(&mut batcher)).await;
+        }
+    });
     let mut progress = Progress::new(format!("snapshot {name}"));
-    let mut seq: i64 = 0;
     let mut failure: Option<Error> = None;
-    while let Some(rows) = rx.recv().await {
-        let n = rows.len() as u64;
-        for row in rows {
-            if let Err(ce) = lake.append(Op::Snapshot, &row, snapshot.lsn, seq, ts_us) {
+    while let Some(msg) = batch_rx.recv().await {
+        match msg {
+            Converted::Batch(b, n) => {
+                lake.write_batch(b).await?;
+                progress.add(n);
+            }
+            Converted::Failed(ce, row) => {
                 let err = Error::new(
                     ErrorKind::Conversion,
                     format!("cannot convert a value of the initial copy: {}", ce.message),
                 )
                 .with("table", &name)
                 .with("column", &ce.column)
-                .with("lsn", snapshot.lsn);
-                dead_letters.record(&name, snapshot.lsn, Op::Snapshot, &columns, &row, &err)?;
+                .with("lsn", lsn);
+                dead_letters.record(&name, lsn, Op::Snapshot, &columns, &row, &err)?;
                 failure = Some(err);
                 break;
             }
-            seq += 1;
+            Converted::Broken(e) => return Err(e.with("table", &name)),
         }
-        if failure.is_some() {
-            break;
-        }
-        lake.write_if_full().await?;
-        progress.add(n);
     }
-    drop(rx);
-    let copied = reader
-        .await
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("the copy task failed: {e}")))?;
+    drop(batch_rx);
+    let joined = |e: tokio::task::JoinError| {
+        Error::new(ErrorKind::Internal, format!("a copy task failed: {e}"))
+    };
+    converter.await.map_err(joined)?;
+    let copied = reader.await.map_err(joined)?;
     if let Some(err) = failure {
         lake.discard();
         return Err(err);
     }
     let copied = copied?;
     lake.commit(TableProgress {
-        watermark: Some(snapshot.lsn),
-        snapshot_lsn: Some(snapshot.lsn),
+        watermark: Some(lsn),
+        snapshot_lsn: Some(lsn),
     })
     .await?;
     progress.finish();
-    tracing::info!(table = %name, rows = copied, lsn = %snapshot.lsn, "initial copy committed");
+    tracing::info!(table = %name, rows = copied, lsn = %lsn, "initial copy committed");
     Ok(())
 }

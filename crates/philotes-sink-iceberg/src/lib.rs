@@ -4,10 +4,12 @@
 //! - [`table`]: changelog tables (schema, Parquet files, commits that record a watermark).
 //! - [`convert`] and [`parse`]: PostgreSQL text values into Arrow arrays, exactly.
 
+pub mod batch;
 pub mod catalog;
 pub mod convert;
 pub mod parse;
 pub mod table;
 
+pub use batch::Batcher;
 pub use catalog::open_catalog;
 pub use table::{ChangelogTable, stored_progress, table_ident};

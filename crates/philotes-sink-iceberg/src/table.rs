@@ -27,12 +27,12 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use philotes_core::{
-    Cell, ColumnDesc, ColumnType, ConvertError, Error, ErrorKind, Lsn, Op, Result, TableName,
-    TableProgress, TableSink,
+    Cell, ColumnDesc, ColumnType, ConvertError, Error, ErrorKind, Lsn, Op, Result, RowBatcher,
+    TableName, TableProgress, TableSink,
 };
 
+use crate::batch::Batcher;
 use crate::catalog::sink_error;
-use crate::convert::{ColumnBuilder, Value, parse_value};
 
 pub const OP_COLUMN: &str = "_cdc_op";
 pub const LSN_COLUMN: &str = "_cdc_lsn";
@@ -66,15 +66,13 @@ pub struct ChangelogTable {
     catalog: Arc<dyn Catalog>,
     table: Table,
     pub source: TableName,
-    columns: Vec<ColumnDesc>,
+    columns: Arc<[ColumnDesc]>,
     arrow_schema: SchemaRef,
-    builders: Vec<ColumnBuilder>,
-    buffered: usize,
+    batcher: Batcher,
     batch_rows: usize,
     writer: Option<Writer>,
     pending: u64,
     progress: TableProgress,
-    values: Vec<Value<'static>>,
 }
 
 /// The Iceberg table name for a source table.
@@ -267,36 +265,21 @@ impl ChangelogTable {
             iceberg::arrow::schema_to_arrow_schema(&current)
                 .map_err(|e| sink_error("cannot map the table schema to Arrow", e))?,
         );
-        let mut builders = Vec::with_capacity(arrow_schema.fields().len());
-        let meta_types = [
-            ColumnType::Text,
-            ColumnType::Int64,
-            ColumnType::Int64,
-            ColumnType::Timestamptz,
-            ColumnType::List(Box::new(ColumnType::Text)),
-        ];
-        let types = columns.iter().map(|c| &c.ty).chain(meta_types.iter());
-        for (ty, field) in types.zip(arrow_schema.fields()) {
-            builders.push(ColumnBuilder::new(ty, field.data_type()).map_err(|m| {
-                Error::new(ErrorKind::Internal, m)
-                    .with("table", source)
-                    .with("column", field.name())
-            })?);
-        }
+        let columns: Arc<[ColumnDesc]> = columns.into();
+        let batcher = Batcher::new(columns.clone(), arrow_schema.clone())
+            .map_err(|e| e.with("table", source))?;
         let progress = read_progress(&table)?;
         Ok(ChangelogTable {
             catalog,
             table,
             source: source.clone(),
-            columns: columns.to_vec(),
+            columns,
             arrow_schema,
-            builders,
-            buffered: 0,
+            batcher,
             batch_rows,
             writer: None,
             pending: 0,
             progress,
-            values: Vec::new(),
         })
     }
 
@@ -309,19 +292,17 @@ impl ChangelogTable {
     }
 
     async fn write_buffered(&mut self) -> Result<()> {
-        if self.buffered == 0 {
+        if self.batcher.is_empty() {
             return Ok(());
         }
-        let mut arrays = Vec::with_capacity(self.builders.len());
-        for b in &mut self.builders {
-            arrays.push(b.finish().map_err(|m| Error::new(ErrorKind::Internal, m))?);
-        }
-        self.buffered = 0;
-        let batch = RecordBatch::try_new(self.arrow_schema.clone(), arrays).map_err(|e| {
-            Error::new(ErrorKind::Internal, "cannot assemble a record batch")
-                .with("table", &self.source)
-                .with_source(e)
-        })?;
+        let batch = self
+            .batcher
+            .finish()
+            .map_err(|e| e.with("table", &self.source))?;
+        self.encode(batch).await
+    }
+
+    async fn encode(&mut self, batch: RecordBatch) -> Result<()> {
         if self.writer.is_none() {
             self.writer = Some(self.new_writer().await?);
         }
@@ -369,6 +350,20 @@ impl ChangelogTable {
 }
 
 impl TableSink for ChangelogTable {
+    type Batcher = Batcher;
+
+    fn batcher(&self) -> Batcher {
+        // The table's own batcher was built from the same columns and schema, so this cannot
+        // fail; should it ever, the error surfaces on the first append.
+        Batcher::new(self.columns.clone(), self.arrow_schema.clone())
+            .unwrap_or_else(|_| Batcher::empty(self.arrow_schema.clone()))
+    }
+
+    async fn write_batch(&mut self, batch: RecordBatch) -> Result<()> {
+        self.pending += batch.num_rows() as u64;
+        self.encode(batch).await
+    }
+
     fn progress(&self) -> TableProgress {
         self.progress
     }
@@ -388,59 +383,14 @@ impl TableSink for ChangelogTable {
         seq: i64,
         ts_us: i64,
     ) -> std::result::Result<(), ConvertError> {
-        if row.len() != self.columns.len() {
-            return Err(ConvertError {
-                column: String::new(),
-                message: format!(
-                    "the change has {} columns, the table has {}",
-                    row.len(),
-                    self.columns.len()
-                ),
-            });
-        }
-        // Parse everything first, so a bad value leaves no half-written row.
-        let mut values: Vec<Value<'_>> = std::mem::take(&mut self.values)
-            .into_iter()
-            .map(|_| Value::Null)
-            .collect();
-        values.clear();
-        let mut unchanged: Vec<Value<'_>> = Vec::new();
-        for (cell, col) in row.iter().zip(&self.columns) {
-            values.push(match cell {
-                Cell::Null => Value::Null,
-                Cell::Unchanged => {
-                    unchanged.push(Value::Str(col.name.as_str()));
-                    Value::Null
-                }
-                Cell::Text(b) => parse_value(&col.ty, b).map_err(|message| ConvertError {
-                    column: col.name.clone(),
-                    message,
-                })?,
-            });
-        }
-        values.push(Value::Str(op.code()));
-        values.push(Value::I64(lsn.as_i64()));
-        values.push(Value::I64(seq));
-        values.push(Value::I64(ts_us));
-        values.push(if unchanged.is_empty() {
-            Value::Null
-        } else {
-            Value::List(unchanged)
-        });
-        for (b, v) in self.builders.iter_mut().zip(&values) {
-            b.append(v).map_err(|message| ConvertError {
-                column: String::new(),
-                message,
-            })?;
-        }
-        self.buffered += 1;
+        self.batcher.append(op, row, lsn, seq, ts_us)?;
         self.pending += 1;
         Ok(())
     }
 
     /// Encode buffered rows into the open Parquet file once a batch is full.
     async fn write_if_full(&mut self) -> Result<()> {
-        if self.buffered >= self.batch_rows {
+        if self.batcher.len() >= self.batch_rows {
             self.write_buffered().await?;
         }
         Ok(())
@@ -449,10 +399,7 @@ impl TableSink for ChangelogTable {
     /// Drop everything appended since the last commit (its files are never committed).
     fn discard(&mut self) {
         self.writer = None;
-        for b in &mut self.builders {
-            let _ = b.finish();
-        }
-        self.buffered = 0;
+        let _ = self.batcher.finish();
         self.pending = 0;
     }
 

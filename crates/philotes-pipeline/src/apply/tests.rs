@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use philotes_core::{
     Cell, Change, ChangeSource, ColumnDesc, ColumnType, ConvertError, Lsn, Next, Op, RelationDesc,
-    ReplicaIdentity, Result, TableName, TableProgress, TableSink,
+    ReplicaIdentity, Result, RowBatcher, TableName, TableProgress, TableSink,
 };
 use philotes_source_postgres::SourceTable;
 
@@ -21,7 +21,41 @@ struct MemTable {
     reject: Option<&'static str>,
 }
 
+type MemRow = (Op, Vec<Cell>, Lsn, i64);
+
+#[derive(Default)]
+struct MemBatcher(Vec<MemRow>);
+
+impl RowBatcher for MemBatcher {
+    type Batch = Vec<MemRow>;
+    fn append(
+        &mut self,
+        op: Op,
+        row: &[Cell],
+        lsn: Lsn,
+        seq: i64,
+        _ts: i64,
+    ) -> std::result::Result<(), ConvertError> {
+        self.0.push((op, row.to_vec(), lsn, seq));
+        Ok(())
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn finish(&mut self) -> Result<Self::Batch> {
+        Ok(std::mem::take(&mut self.0))
+    }
+}
+
 impl TableSink for MemTable {
+    type Batcher = MemBatcher;
+    fn batcher(&self) -> MemBatcher {
+        MemBatcher::default()
+    }
+    async fn write_batch(&mut self, mut batch: Vec<MemRow>) -> Result<()> {
+        self.pending.append(&mut batch);
+        Ok(())
+    }
     fn append(
         &mut self,
         op: Op,
