@@ -323,6 +323,8 @@ impl ChangelogTable {
             .set_max_row_group_row_count(Some(131_072))
             // Always unique: a dictionary only costs time and is then dropped.
             .set_column_dictionary_enabled(ColumnPath::from(SEQ_COLUMN), false)
+            // High-cardinality columns give up on their dictionary sooner.
+            .set_dictionary_page_size_limit(256 * 1024)
             .build();
         let parquet = ParquetWriterBuilder::new(props, md.current_schema().clone());
         let locations = DefaultLocationGenerator::new(md)
