@@ -208,6 +208,24 @@ def test_unconvertible_value_goes_to_dead_letter_and_keeps_position(source):
     assert code == 1 and "public.prices" in err
 
 
+def test_unconvertible_value_in_the_initial_copy_goes_to_dead_letter(source):
+    # The copy reads timestamptz in binary; the dead-letter file still shows the row as text.
+    source.sql("CREATE TABLE events (id int PRIMARY KEY, at timestamptz, note text)")
+    source.sql("CREATE TABLE other (id int PRIMARY KEY)")
+    source.sql("INSERT INTO events VALUES (1, '2024-05-06 07:08:09.5+00', 'fine'), (2, 'infinity', 'tab\there')")
+    source.sql("INSERT INTO other VALUES (1)")
+    code, err, _ = source.run(check=False)
+    assert code == 1
+    assert "public.events" in err and "column: at" in err and "infinity" in err
+    dead = [json.loads(line) for line in (source.data_dir / "dead-letter.jsonl").read_text().splitlines()]
+    assert dead[-1]["op"] == "S" and dead[-1]["table"] == "public.events"
+    assert dead[-1]["row"] == {"id": "2", "at": "infinity", "note": "tab\there"}
+    lake = source.lake()
+    assert assert_same(source, lake, "public.other__changelog", "SELECT * FROM other", ["id"]) == 1
+    # Nothing of the failed copy was committed.
+    assert len(lake.changelog("public.events__changelog")) == 0
+
+
 def writer_load(url, stop, seed, counter):
     try:
         _writer_load(url, stop, seed, counter)

@@ -1,8 +1,9 @@
 //! Changes as they leave the source: transactions, relations, rows.
 //!
-//! Values stay in PostgreSQL's text form ([`Cell::Text`]) until the sink converts them to the
-//! lake type, so the source never interprets (and never alters) a value, and one converter
-//! serves both the snapshot (COPY text format) and the stream (pgoutput text format).
+//! Values stay in PostgreSQL's own encodings until the sink converts them to the lake type, so
+//! the source never interprets (and never alters) a value: the text form ([`Cell::Text`]) from
+//! the stream, and the binary send format ([`Cell::Binary`]) from initial copies of the types
+//! whose binary form the sink decodes (see [`crate::types::binary_decodable`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -113,9 +114,54 @@ pub enum Cell {
     /// An unchanged TOASTed value that the stream did not resend.
     Unchanged,
     Text(Bytes),
+    /// The value in its type's binary send format.
+    Binary(Bytes),
 }
 
 pub type Row = Vec<Cell>;
+
+/// A borrowed [`Cell`]: what converters read, so a row parsed straight out of a network buffer
+/// needs no allocation of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellRef<'a> {
+    Null,
+    Unchanged,
+    Text(&'a [u8]),
+    Binary(&'a [u8]),
+}
+
+impl CellRef<'_> {
+    pub fn to_owned_cell(self) -> Cell {
+        match self {
+            CellRef::Null => Cell::Null,
+            CellRef::Unchanged => Cell::Unchanged,
+            CellRef::Text(b) => Cell::Text(Bytes::copy_from_slice(b)),
+            CellRef::Binary(b) => Cell::Binary(Bytes::copy_from_slice(b)),
+        }
+    }
+}
+
+/// Anything a row can be made of: owned [`Cell`]s from the stream, [`CellRef`]s from a copy.
+pub trait AsCell {
+    fn as_cell(&self) -> CellRef<'_>;
+}
+
+impl AsCell for Cell {
+    fn as_cell(&self) -> CellRef<'_> {
+        match self {
+            Cell::Null => CellRef::Null,
+            Cell::Unchanged => CellRef::Unchanged,
+            Cell::Text(b) => CellRef::Text(b),
+            Cell::Binary(b) => CellRef::Binary(b),
+        }
+    }
+}
+
+impl AsCell for CellRef<'_> {
+    fn as_cell(&self) -> CellRef<'_> {
+        *self
+    }
+}
 
 /// The change kind written to `_cdc_op`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

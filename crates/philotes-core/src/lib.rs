@@ -12,7 +12,9 @@ pub mod seams;
 pub mod secret;
 pub mod types;
 
-pub use change::{Cell, Change, ColumnDesc, Op, RelationDesc, ReplicaIdentity, Row, TableName};
+pub use change::{
+    AsCell, Cell, CellRef, Change, ColumnDesc, Op, RelationDesc, ReplicaIdentity, Row, TableName,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use lsn::Lsn;
 pub use seams::{ChangeSource, ConvertError, Next, RowBatcher, TableProgress, TableSink};

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{Cell, Change, Lsn, Op, Result};
+use crate::{AsCell, Cell, Change, Lsn, Op, Result};
 
 /// What [`ChangeSource::next`] returns.
 #[derive(Debug)]
@@ -54,14 +54,19 @@ pub struct ConvertError {
 pub trait RowBatcher: Send + 'static {
     type Batch: Send + 'static;
     /// Append one change; on a conversion error nothing of the row is kept.
-    fn append(
+    fn append<C: AsCell>(
         &mut self,
         op: Op,
-        row: &[Cell],
+        row: &[C],
         lsn: Lsn,
         seq: i64,
         ts_us: i64,
     ) -> std::result::Result<(), ConvertError>;
+    /// `row` owned, for the dead-letter file: values in their text form wherever the batcher
+    /// can render them (a copy reads some columns in binary).
+    fn owned_row<C: AsCell>(&self, row: &[C]) -> Vec<Cell> {
+        row.iter().map(|c| c.as_cell().to_owned_cell()).collect()
+    }
     /// Rows appended since the last [`RowBatcher::finish`].
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {

@@ -104,6 +104,28 @@ pub fn scalar_type(type_oid: u32, type_modifier: i32) -> Option<ColumnType> {
     })
 }
 
+/// Whether the sink decodes this type's binary send format, for a column whose lake type is
+/// `ty`. Initial copies read such columns in binary (no text formatting in PostgreSQL, no
+/// parsing here) and every other column as its text form.
+pub fn binary_decodable(type_oid: u32, ty: &ColumnType) -> bool {
+    use oid::*;
+    matches!(
+        (type_oid, ty),
+        (BOOL, ColumnType::Bool)
+            | (BYTEA, ColumnType::Bytea)
+            | (INT2 | INT4, ColumnType::Int32)
+            | (INT8, ColumnType::Int64)
+            | (FLOAT4, ColumnType::Float32)
+            | (FLOAT8, ColumnType::Float64)
+            | (TEXT | VARCHAR | BPCHAR | JSON | JSONB, ColumnType::Text)
+            | (DATE, ColumnType::Date)
+            | (TIME, ColumnType::Time)
+            | (TIMESTAMP, ColumnType::Timestamp)
+            | (TIMESTAMPTZ, ColumnType::Timestamptz)
+            | (UUID, ColumnType::Uuid)
+    )
+}
+
 /// numeric(p,s) → decimal(p,s) when Iceberg can hold it exactly, else its text form.
 pub fn numeric_type(type_modifier: i32) -> ColumnType {
     if type_modifier < 4 {

@@ -45,6 +45,8 @@ impl DeadLetters {
                         Ok(s) => serde_json::Value::String(s.to_string()),
                         Err(_) => serde_json::json!({"bytes_hex": hex(b)}),
                     },
+                    // A value of an initial copy, in its type's binary send format.
+                    Cell::Binary(b) => serde_json::json!({"pg_binary_hex": hex(b)}),
                 };
                 (name.clone(), v)
             })

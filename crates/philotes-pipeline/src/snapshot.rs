@@ -3,7 +3,9 @@
 use philotes_core::{
     ConvertError, Error, ErrorKind, Op, Result, Row, RowBatcher, TableProgress, TableSink,
 };
-use philotes_source_postgres::snapshot::copy_table;
+use std::ops::ControlFlow;
+
+use philotes_source_postgres::snapshot::{CopyChunk, copy_table};
 use philotes_source_postgres::{ExportedSnapshot, SourceConn};
 use tokio::sync::mpsc;
 
@@ -65,39 +67,55 @@ async fn copy_one<T: TableSink>(
     };
     let name = t.source.name.clone();
     let columns: Vec<String> = t.source.columns.iter().map(|c| c.name.clone()).collect();
+    let descs = t.source.columns.clone();
     let lsn = snapshot.lsn;
     // Three stages on their own tasks, so both cores work: PostgreSQL's COPY stream is read
-    // and split into rows, the rows are converted into Arrow batches, and this task encodes
-    // the batches into Parquet.
-    let (row_tx, mut row_rx) = mpsc::channel::<Vec<Row>>(4);
+    // into chunks of whole tuples, the tuples are parsed in place and converted into Arrow
+    // batches, and this task encodes the batches into Parquet.
+    let (chunk_tx, mut chunk_rx) = mpsc::channel::<CopyChunk>(4);
     let reader = {
         let conn = conn.clone();
         let snapshot_name = snapshot.name.clone();
         let table = name.clone();
-        let cols = columns.clone();
-        tokio::spawn(async move {
-            copy_table(&conn, &snapshot_name, &table, &cols, batch, row_tx).await
-        })
+        tokio::spawn(
+            async move { copy_table(&conn, &snapshot_name, &table, &descs, chunk_tx).await },
+        )
     };
     let (batch_tx, mut batch_rx) = mpsc::channel(2);
     let mut batcher = lake.batcher();
     let converter = tokio::spawn(async move {
         let mut seq: i64 = 0;
-        while let Some(rows) = row_rx.recv().await {
-            for row in rows {
-                if let Err(ce) = batcher.append(Op::Snapshot, &row, lsn, seq, ts_us) {
-                    let _ = batch_tx.send(Converted::Failed(ce, row)).await;
-                    return;
+        while let Some(chunk) = chunk_rx.recv().await {
+            let mut failed = None;
+            let parsed = chunk.for_each_row(|row| {
+                match batcher.append(Op::Snapshot, row, lsn, seq, ts_us) {
+                    Ok(()) => {
+                        seq += 1;
+                        ControlFlow::Continue(())
+                    }
+                    Err(ce) => {
+                        failed = Some((ce, batcher.owned_row(row)));
+                        ControlFlow::Break(())
+                    }
                 }
-                seq += 1;
+            });
+            let stop = match (parsed, failed) {
+                (Err(e), _) => Some(Converted::Broken(e)),
+                (Ok(_), Some((ce, row))) => Some(Converted::Failed(ce, row)),
+                (Ok(_), None) => None,
+            };
+            if let Some(msg) = stop {
+                let _ = batch_tx.send(msg).await;
+                return seq;
             }
             if batcher.len() >= batch && batch_tx.send(take_batch(&mut batcher)).await.is_err() {
-                return;
+                return seq;
             }
         }
         if !batcher.is_empty() {
             let _ = batch_tx.send(take_batch(&mut batcher)).await;
         }
+        seq
     });
     let mut progress = Progress::new(format!("snapshot {name}"));
     let mut failure: Option<Error> = None;
@@ -126,19 +144,19 @@ async fn copy_one<T: TableSink>(
     let joined = |e: tokio::task::JoinError| {
         Error::new(ErrorKind::Internal, format!("a copy task failed: {e}"))
     };
-    converter.await.map_err(joined)?;
-    let copied = reader.await.map_err(joined)?;
+    let copied = converter.await.map_err(joined)?;
+    let read = reader.await.map_err(joined)?;
     if let Some(err) = failure {
         lake.discard();
         return Err(err);
     }
-    let copied = copied?;
+    let bytes = read?;
     lake.commit(TableProgress {
         watermark: Some(lsn),
         snapshot_lsn: Some(lsn),
     })
     .await?;
     progress.finish();
-    tracing::info!(table = %name, rows = copied, lsn = %lsn, "initial copy committed");
+    tracing::info!(table = %name, rows = copied, bytes, lsn = %lsn, "initial copy committed");
     Ok(())
 }

@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use bytes::Bytes;
 use philotes_core::{
-    Cell, ColumnDesc, ColumnType, ConvertError, Error, ErrorKind, Lsn, Op, Result, RowBatcher,
+    AsCell, Cell, CellRef, ColumnDesc, ColumnType, ConvertError, Error, ErrorKind, Lsn, Op, Result,
+    RowBatcher,
 };
 
+use crate::binary::{binary_as_text, decode_binary};
 use crate::convert::{ColumnBuilder, Value, parse_value};
 
 /// Converts rows of one table into record batches.
@@ -20,6 +23,8 @@ pub struct Batcher {
     schema: SchemaRef,
     builders: Vec<ColumnBuilder>,
     len: usize,
+    /// The allocation of `append`'s parsed values, kept between rows.
+    scratch: Vec<Value<'static>>,
 }
 
 /// The lake types of the `_cdc_*` columns, in order.
@@ -49,6 +54,7 @@ impl Batcher {
             schema,
             builders,
             len: 0,
+            scratch: Vec::new(),
         })
     }
 }
@@ -61,17 +67,25 @@ impl Batcher {
             schema,
             builders: Vec::new(),
             len: 0,
+            scratch: Vec::new(),
         }
     }
+}
+
+/// An empty vector of values with another lifetime, keeping the allocation (the in-place
+/// `collect` of an emptied vector reuses its buffer), so rows cost no allocation of their own.
+fn reuse<'b>(mut values: Vec<Value<'_>>) -> Vec<Value<'b>> {
+    values.clear();
+    values.into_iter().map(|_| Value::Null).collect()
 }
 
 impl RowBatcher for Batcher {
     type Batch = RecordBatch;
 
-    fn append(
+    fn append<C: AsCell>(
         &mut self,
         op: Op,
-        row: &[Cell],
+        row: &[C],
         lsn: Lsn,
         seq: i64,
         ts_us: i64,
@@ -87,20 +101,28 @@ impl RowBatcher for Batcher {
             });
         }
         // Parse everything first, so a bad value leaves no half-written row.
-        let mut values: Vec<Value<'_>> = Vec::with_capacity(row.len() + 5);
+        let mut values = reuse(std::mem::take(&mut self.scratch));
         let mut unchanged: Vec<Value<'_>> = Vec::new();
         for (cell, col) in row.iter().zip(self.columns.iter()) {
-            values.push(match cell {
-                Cell::Null => Value::Null,
-                Cell::Unchanged => {
+            let parsed = match cell.as_cell() {
+                CellRef::Null => Ok(Value::Null),
+                CellRef::Unchanged => {
                     unchanged.push(Value::Str(col.name.as_str()));
-                    Value::Null
+                    Ok(Value::Null)
                 }
-                Cell::Text(b) => parse_value(&col.ty, b).map_err(|message| ConvertError {
-                    column: col.name.clone(),
-                    message,
-                })?,
-            });
+                CellRef::Text(b) => parse_value(&col.ty, b),
+                CellRef::Binary(b) => decode_binary(col.type_oid, &col.ty, b),
+            };
+            match parsed {
+                Ok(v) => values.push(v),
+                Err(message) => {
+                    self.scratch = reuse(values);
+                    return Err(ConvertError {
+                        column: col.name.clone(),
+                        message,
+                    });
+                }
+            }
         }
         values.push(Value::Str(op.code()));
         values.push(Value::I64(lsn.as_i64()));
@@ -111,18 +133,34 @@ impl RowBatcher for Batcher {
         } else {
             Value::List(unchanged)
         });
-        for (b, v) in self.builders.iter_mut().zip(&values) {
-            b.append(v).map_err(|message| ConvertError {
-                column: String::new(),
-                message,
-            })?;
-        }
+        let appended = self
+            .builders
+            .iter_mut()
+            .zip(&values)
+            .try_for_each(|(b, v)| b.append(v));
+        self.scratch = reuse(values);
+        appended.map_err(|message| ConvertError {
+            column: String::new(),
+            message,
+        })?;
         self.len += 1;
         Ok(())
     }
 
     fn len(&self) -> usize {
         self.len
+    }
+
+    fn owned_row<C: AsCell>(&self, row: &[C]) -> Vec<Cell> {
+        row.iter()
+            .zip(self.columns.iter())
+            .map(|(c, col)| match c.as_cell() {
+                CellRef::Binary(b) => binary_as_text(col.type_oid, &col.ty, b)
+                    .map(|t| Cell::Text(t.into()))
+                    .unwrap_or_else(|| Cell::Binary(Bytes::copy_from_slice(b))),
+                other => other.to_owned_cell(),
+            })
+            .collect()
     }
 
     fn finish(&mut self) -> Result<RecordBatch> {

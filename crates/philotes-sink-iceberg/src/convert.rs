@@ -32,6 +32,7 @@ pub enum Value<'a> {
     Str(&'a str),
     Owned(String),
     Bin(Vec<u8>),
+    Bytes(&'a [u8]),
     Uuid([u8; 16]),
     List(Vec<Value<'a>>),
 }
@@ -88,6 +89,7 @@ fn owned(v: Value<'_>) -> Value<'static> {
         Value::Str(s) => Value::Owned(s.to_string()),
         Value::Owned(s) => Value::Owned(s),
         Value::Bin(b) => Value::Bin(b),
+        Value::Bytes(b) => Value::Bin(b.to_vec()),
         Value::Uuid(u) => Value::Uuid(u),
         Value::List(items) => Value::List(items.into_iter().map(owned).collect()),
     }
@@ -204,6 +206,7 @@ impl ColumnBuilder {
             (ColumnBuilder::Str(b), Value::Str(s)) => b.append_value(s),
             (ColumnBuilder::Str(b), Value::Owned(s)) => b.append_value(s),
             (ColumnBuilder::Bin(b), Value::Bin(x)) => b.append_value(x),
+            (ColumnBuilder::Bin(b), Value::Bytes(x)) => b.append_value(x),
             (ColumnBuilder::Uuid(b), Value::Uuid(u)) => {
                 b.append_value(u).map_err(|e| e.to_string())?
             }

@@ -2,9 +2,11 @@
 //!
 //! - [`catalog`]: the embedded SQL catalog or a REST catalog, with a local or S3 warehouse.
 //! - [`table`]: changelog tables (schema, Parquet files, commits that record a watermark).
-//! - [`convert`] and [`parse`]: PostgreSQL text values into Arrow arrays, exactly.
+//! - [`convert`], [`parse`] and [`binary`]: PostgreSQL values (text form from the stream,
+//!   binary form from initial copies) into Arrow arrays, exactly.
 
 pub mod batch;
+pub mod binary;
 pub mod catalog;
 pub mod convert;
 pub mod parse;

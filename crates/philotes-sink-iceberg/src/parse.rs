@@ -5,7 +5,7 @@
 //! form and rejects anything else with a message; none of them rounds, clamps or guesses.
 
 /// Microseconds per day.
-const US_PER_DAY: i64 = 86_400_000_000;
+pub(crate) const US_PER_DAY: i64 = 86_400_000_000;
 
 pub type ParseResult<T> = std::result::Result<T, String>;
 
@@ -156,7 +156,7 @@ fn era(s: &str) -> (&str, bool) {
     }
 }
 
-fn infinite(s: &str) -> ParseResult<()> {
+pub(crate) fn infinite(s: &str) -> ParseResult<()> {
     if s == "infinity" || s == "-infinity" {
         return Err(format!(
             "`{s}` has no exact Iceberg value (a documented mapping for infinite dates comes with a later version)"
@@ -168,18 +168,32 @@ fn infinite(s: &str) -> ParseResult<()> {
 /// `YYYY-MM-DD` (year may have more than four digits) → days since the Unix epoch.
 fn date_part(s: &str, bc: bool) -> ParseResult<i64> {
     let bad = || format!("`{s}` is not an ISO date");
-    let mut it = s.splitn(3, '-');
-    let (Some(y), Some(m), Some(d)) = (it.next(), it.next(), it.next()) else {
-        return Err(bad());
+    let (y, m, d) = match date_fields_fast(s.as_bytes()) {
+        Some(fields) => fields,
+        None => date_fields(s).ok_or_else(bad)?,
     };
-    let y: i64 = y.parse().map_err(|_| bad())?;
-    let m: i64 = m.parse().map_err(|_| bad())?;
-    let d: i64 = d.parse().map_err(|_| bad())?;
     let y = if bc { 1 - y } else { y };
     if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
         return Err(bad());
     }
     Ok(days_from_civil(y, m, d))
+}
+
+/// `YYYY-MM-DD` with a four-digit year (the common case, without `str` splitting).
+fn date_fields_fast(b: &[u8]) -> Option<(i64, i64, i64)> {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y = two_digits(b, 0)? * 100 + two_digits(b, 2)?;
+    Some((y, two_digits(b, 5)?, two_digits(b, 8)?))
+}
+
+fn date_fields(s: &str) -> Option<(i64, i64, i64)> {
+    let mut it = s.splitn(3, '-');
+    let (Some(y), Some(m), Some(d)) = (it.next(), it.next(), it.next()) else {
+        return None;
+    };
+    Some((y.parse().ok()?, m.parse().ok()?, d.parse().ok()?))
 }
 
 pub fn date(s: &str) -> ParseResult<i32> {
@@ -192,25 +206,10 @@ pub fn date(s: &str) -> ParseResult<i32> {
 /// `HH:MM:SS[.ffffff]` → microseconds since midnight (24:00:00 is allowed, as in PostgreSQL).
 pub fn time(s: &str) -> ParseResult<i64> {
     let bad = || format!("`{s}` is not a time of day");
-    let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut it = hms.splitn(3, ':');
-    let (Some(h), Some(m), Some(sec)) = (it.next(), it.next(), it.next()) else {
-        return Err(bad());
+    let (h, m, sec, us) = match time_fields_fast(s.as_bytes()) {
+        Some(fields) => fields,
+        None => time_fields(s).ok_or_else(bad)?,
     };
-    let h: i64 = h.parse().map_err(|_| bad())?;
-    let m: i64 = m.parse().map_err(|_| bad())?;
-    let sec: i64 = sec.parse().map_err(|_| bad())?;
-    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let mut us: i64 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse().map_err(|_| bad())?
-    };
-    for _ in frac.len()..6 {
-        us *= 10;
-    }
     if !(0..=24).contains(&h) || !(0..60).contains(&m) || !(0..=60).contains(&sec) {
         return Err(bad());
     }
@@ -219,6 +218,65 @@ pub fn time(s: &str) -> ParseResult<i64> {
         return Err(bad());
     }
     Ok(total)
+}
+
+/// The two ASCII digits at `b[i..i + 2]`.
+fn two_digits(b: &[u8], i: usize) -> Option<i64> {
+    match (b.get(i), b.get(i + 1)) {
+        (Some(&x @ b'0'..=b'9'), Some(&y @ b'0'..=b'9')) => {
+            Some(i64::from(x - b'0') * 10 + i64::from(y - b'0'))
+        }
+        _ => None,
+    }
+}
+
+/// `HH:MM:SS[.f{1,6}]` exactly as PostgreSQL prints it (the common case, without `str`
+/// splitting); anything else goes to [`time_fields`].
+fn time_fields_fast(b: &[u8]) -> Option<(i64, i64, i64, i64)> {
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (two_digits(b, 0)?, two_digits(b, 3)?, two_digits(b, 6)?);
+    let frac = match b.len() {
+        8 => &b[8..],
+        10..=15 if b[8] == b'.' => &b[9..],
+        _ => return None,
+    };
+    let mut us = 0i64;
+    for &d in frac {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        us = us * 10 + i64::from(d - b'0');
+    }
+    for _ in frac.len()..6 {
+        us *= 10;
+    }
+    Some((h, m, sec, us))
+}
+
+/// Hours, minutes, seconds and microseconds of `HH:MM:SS[.ffffff]`, any digit counts.
+fn time_fields(s: &str) -> Option<(i64, i64, i64, i64)> {
+    let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
+    let mut it = hms.splitn(3, ':');
+    let (Some(h), Some(m), Some(sec)) = (it.next(), it.next(), it.next()) else {
+        return None;
+    };
+    let h: i64 = h.parse().ok()?;
+    let m: i64 = m.parse().ok()?;
+    let sec: i64 = sec.parse().ok()?;
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut us: i64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    for _ in frac.len()..6 {
+        us *= 10;
+    }
+    Some((h, m, sec, us))
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][ BC]` → microseconds since the Unix epoch.
@@ -402,6 +460,37 @@ mod tests {
             timestamp("2024-06-01 12:34:56.789")
         );
         assert_eq!(date("10000-01-01"), Ok(2_932_897));
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_general_parsers() {
+        for t in [
+            "00:00:00",
+            "23:59:59.999999",
+            "12:34:56.7",
+            "24:00:00",
+            "01:02:03.000450",
+        ] {
+            assert_eq!(time_fields_fast(t.as_bytes()), time_fields(t), "{t}");
+        }
+        // Not the common shape: left to the general parser, which decides.
+        for t in [
+            "1:02:03",
+            "12:34:56.",
+            "12:34:56.1234567",
+            "12:34:5x",
+            "12:34:56+02",
+        ] {
+            assert_eq!(time_fields_fast(t.as_bytes()), None, "{t}");
+        }
+        assert!(time("12:34:56.1234567").is_err());
+        assert!(time("12:3a:56").is_err());
+        for d in ["1970-01-01", "2024-02-29", "0001-12-31"] {
+            assert_eq!(date_fields_fast(d.as_bytes()), date_fields(d), "{d}");
+        }
+        assert_eq!(date_fields_fast(b"10000-01-01"), None);
+        assert_eq!(date_fields_fast(b"2024-0a-01"), None);
+        assert!(date("2024-13-01").is_err());
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use philotes_core::{
-    Cell, Change, ChangeSource, ColumnDesc, ColumnType, ConvertError, Lsn, Next, Op, RelationDesc,
-    ReplicaIdentity, Result, RowBatcher, TableName, TableProgress, TableSink,
+    AsCell, Cell, Change, ChangeSource, ColumnDesc, ColumnType, ConvertError, Lsn, Next, Op,
+    RelationDesc, ReplicaIdentity, Result, RowBatcher, TableName, TableProgress, TableSink,
 };
 use philotes_source_postgres::SourceTable;
 
@@ -28,15 +28,16 @@ struct MemBatcher(Vec<MemRow>);
 
 impl RowBatcher for MemBatcher {
     type Batch = Vec<MemRow>;
-    fn append(
+    fn append<C: AsCell>(
         &mut self,
         op: Op,
-        row: &[Cell],
+        row: &[C],
         lsn: Lsn,
         seq: i64,
         _ts: i64,
     ) -> std::result::Result<(), ConvertError> {
-        self.0.push((op, row.to_vec(), lsn, seq));
+        let row = row.iter().map(|c| c.as_cell().to_owned_cell()).collect();
+        self.0.push((op, row, lsn, seq));
         Ok(())
     }
     fn len(&self) -> usize {
