@@ -82,6 +82,9 @@ pub struct ColumnDesc {
     pub is_key: bool,
     /// The lake type this column maps to.
     pub ty: ColumnType,
+    /// `pg_attribute.attnum`, when the source could look it up: it survives renames, so the
+    /// sink can tell a renamed column from a dropped one and a new one.
+    pub attnum: Option<i16>,
 }
 
 /// A source table as the stream describes it.

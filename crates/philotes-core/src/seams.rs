@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{AsCell, Cell, Change, Lsn, Op, Result};
+use crate::{AsCell, Cell, Change, ColumnDesc, Lsn, Op, Result};
 
 /// What [`ChangeSource::next`] returns.
 #[derive(Debug)]
@@ -95,6 +95,17 @@ pub trait TableSink {
         seq: i64,
         ts_us: i64,
     ) -> std::result::Result<(), ConvertError>;
+    /// Follow a new shape of the source table (columns added, dropped, renamed, retyped) as of
+    /// the transaction at `lsn`; rows appended later use it. `Ok(true)` means rows the stream
+    /// will not resend may hold values the table cannot know (a type change PostgreSQL applied
+    /// by rewriting the table): the table must be copied again. An error of kind
+    /// [`crate::ErrorKind::SchemaChange`] means this table cannot follow and should stop.
+    fn adopt(&mut self, columns: &[ColumnDesc], lsn: Lsn) -> impl Future<Output = Result<bool>>;
+    /// Whether the table must be copied again (its schema changed in a way only a copy makes
+    /// whole, e.g. while Philotes was not running).
+    fn needs_copy(&self) -> bool {
+        false
+    }
     /// Move buffered rows towards durable storage when a batch is full (not visible yet).
     fn write_if_full(&mut self) -> impl Future<Output = Result<()>>;
     /// Make everything appended so far visible at once, recording `progress`.

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use philotes_core::{
-    Cell, Change, ChangeSource, Error, ErrorKind, Lsn, Next, Op, Result, Row, TableProgress,
-    TableSink,
+    Cell, Change, ChangeSource, ColumnDesc, Error, ErrorKind, Lsn, Next, Op, Result, Row,
+    TableProgress, TableSink,
 };
 use philotes_source_postgres::SourceTable;
 
@@ -18,9 +18,9 @@ pub(crate) struct TableState<T> {
     pub lake: Option<T>,
     pub stopped: Option<Error>,
     pub progress: TableProgress,
-    /// Whether the stream's latest description of the table matches its changelog schema.
-    pub shape_ok: bool,
     pub key_idx: Vec<usize>,
+    /// The table must be copied again before its stream goes on (see [`TableSink::adopt`]).
+    pub recopy: bool,
 }
 
 impl<T: TableSink> TableState<T> {
@@ -38,6 +38,42 @@ impl<T: TableSink> TableState<T> {
     fn pending(&self) -> u64 {
         self.lake.as_ref().map_or(0, |l| l.pending())
     }
+
+    /// Follow the source table's columns as the stream describes them now.
+    async fn adopt(&mut self, columns: &[ColumnDesc], lsn: Lsn) -> Result<()> {
+        if self.stopped.is_some() || self.source.columns == columns {
+            return Ok(());
+        }
+        let Some(lake) = self.lake.as_mut() else {
+            return Ok(());
+        };
+        match lake.adopt(columns, lsn).await {
+            Ok(recopy) => {
+                self.source.columns = columns.to_vec();
+                self.key_idx = key_indexes(columns);
+                if recopy {
+                    tracing::info!(table = %self.source.name, lsn = %lsn, "the table is copied again: PostgreSQL rewrote its rows for a type change the stream does not carry");
+                    self.recopy = true;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::SchemaChange => {
+                self.stop(e.with("table", &self.source.name).with("lsn", lsn));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The positions of the key columns.
+pub(crate) fn key_indexes(columns: &[ColumnDesc]) -> Vec<usize> {
+    columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_key)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 pub(crate) struct Txn {
@@ -106,7 +142,13 @@ impl<T: TableSink> Applier<T> {
             }
             Change::Relation(rel) => {
                 if let Some(t) = self.tables.get_mut(&rel.oid) {
-                    t.shape_ok = rel.same_shape(&t.source.columns);
+                    let lsn = self
+                        .txn
+                        .as_ref()
+                        .map(|x| x.commit_lsn)
+                        .or(self.last_end)
+                        .unwrap_or_default();
+                    t.adopt(&rel.columns, lsn).await?;
                 } else if self.warned.insert(rel.oid) {
                     tracing::warn!(table = %rel.table, "changes arrive for a table that was not in the publication when Philotes started; restart Philotes to copy it (its initial copy will include these changes)");
                 }
@@ -163,17 +205,6 @@ impl<T: TableSink> Applier<T> {
             return Ok(());
         }
         let lsn = txn.commit_lsn;
-        if !t.shape_ok {
-            t.stop(
-                Error::new(
-                    ErrorKind::SchemaChange,
-                    "the table's columns changed on the source; until schema evolution lands this table is stopped at its last committed position. Revert the change, or drop the changelog table and restart to copy the table again",
-                )
-                .with("table", &t.source.name)
-                .with("lsn", lsn),
-            );
-            return Ok(());
-        }
         let Some(lake) = t.lake.as_mut() else {
             return Ok(());
         };
@@ -240,7 +271,7 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
     flush: FlushPolicy,
     marker: Option<&str>,
     stop: &AtomicBool,
-) -> Result<()> {
+) -> Result<Ended> {
     let idle = flush
         .interval
         .min(Duration::from_millis(500))
@@ -289,7 +320,19 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
                     applier.processed(lsn);
                 }
             }
-            Next::Change(change) => applier.apply(change).await?,
+            Next::Change(change) => {
+                applier.apply(change).await?;
+                if applier.txn.is_none()
+                    && applier
+                        .tables
+                        .values()
+                        .any(|t| t.recopy && t.stopped.is_none())
+                {
+                    // Commit what came before; the caller copies, then streams on.
+                    applier.flush(stream).await?;
+                    return Ok(Ended::Recopy);
+                }
+            }
         }
         let pending = applier.pending();
         let due = pending >= flush.rows || (pending > 0 && last_flush.elapsed() >= flush.interval);
@@ -298,7 +341,17 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
             last_flush = Instant::now();
         }
     }
-    applier.flush(stream).await
+    applier.flush(stream).await?;
+    Ok(Ended::Done)
+}
+
+/// Why [`stream_changes`] returned.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Ended {
+    /// Stopped, caught up, or the stream ended.
+    Done,
+    /// A table must be copied again first (its `recopy` is set); then call again.
+    Recopy,
 }
 
 #[cfg(test)]

@@ -8,13 +8,13 @@ use philotes_config::Settings;
 use philotes_core::{
     ChangeSource, Error, ErrorKind, Lsn, Result, TableName, TableProgress, TableSink,
 };
-use philotes_sink_iceberg::{ChangelogTable, open_catalog, stored_progress, table_ident};
+use philotes_sink_iceberg::{ChangelogTable, Lake, open_catalog, stored_progress, table_ident};
 use philotes_source_postgres::catalog::publication_tables;
 use philotes_source_postgres::{
     ReplicationStream, SourceConn, SourceTable, TypeResolver, preflight,
 };
 
-use crate::apply::{Applier, FlushPolicy, TableState, stream_changes};
+use crate::apply::{Applier, Ended, FlushPolicy, TableState, key_indexes, stream_changes};
 use crate::dlq::DeadLetters;
 use crate::snapshot::copy_tables;
 
@@ -71,23 +71,12 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
         let mut to_copy: Vec<&mut TableState<ChangelogTable>> = tables
             .values_mut()
             .filter(|t| {
-                t.stopped.is_none() && t.lake.is_some() && t.progress.snapshot_lsn.is_none()
+                t.stopped.is_none()
+                    && t.lake.is_some()
+                    && (t.progress.snapshot_lsn.is_none() || t.recopy)
             })
             .collect();
-        to_copy.sort_by(|a, b| a.source.name.cmp(&b.source.name));
-        copy_tables(
-            &conn,
-            &settings.publication,
-            &mut to_copy,
-            settings.batch_rows,
-            &dead_letters,
-        )
-        .await?;
-        for t in to_copy {
-            if let Some(lake) = &t.lake {
-                t.progress = lake.progress();
-            }
-        }
+        copy_again(&conn, settings, &mut to_copy, &dead_letters).await?;
     }
 
     let marker = if settings.until_caught_up {
@@ -111,7 +100,17 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
         interval: settings.flush_interval,
         rows: settings.flush_rows,
     };
-    stream_changes(&mut applier, &mut stream, flush, marker.as_deref(), &stop).await?;
+    while stream_changes(&mut applier, &mut stream, flush, marker.as_deref(), &stop).await?
+        == Ended::Recopy
+    {
+        let mut to_copy: Vec<&mut TableState<ChangelogTable>> = applier
+            .tables
+            .values_mut()
+            .filter(|t| t.recopy && t.stopped.is_none() && t.lake.is_some())
+            .collect();
+        let dead_letters = DeadLetters::new(&settings.data_dir);
+        copy_again(&conn, settings, &mut to_copy, &dead_letters).await?;
+    }
     stream.finish().await;
     let mut stopped: Vec<TableError> = applier
         .tables
@@ -132,25 +131,44 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
     })
 }
 
+/// Copy `tables` (in name order) under one exported snapshot and take their new positions.
+async fn copy_again(
+    conn: &SourceConn,
+    settings: &Settings,
+    tables: &mut [&mut TableState<ChangelogTable>],
+    dead_letters: &DeadLetters,
+) -> Result<()> {
+    tables.sort_by(|a, b| a.source.name.cmp(&b.source.name));
+    copy_tables(
+        conn,
+        &settings.publication,
+        tables,
+        settings.batch_rows,
+        dead_letters,
+    )
+    .await?;
+    for t in tables.iter_mut() {
+        if let Some(lake) = &t.lake {
+            t.progress = lake.progress();
+        }
+        t.recopy = false;
+    }
+    Ok(())
+}
+
 async fn open_table(
     st: SourceTable,
-    catalog: &Arc<dyn iceberg::Catalog>,
+    catalog: &Lake,
     settings: &Settings,
     slot_is_new: bool,
 ) -> TableState<ChangelogTable> {
-    let key_idx = st
-        .columns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.is_key)
-        .map(|(i, _)| i)
-        .collect();
+    let key_idx = key_indexes(&st.columns);
     let mut state = TableState {
         lake: None,
         stopped: None,
         progress: TableProgress::default(),
-        shape_ok: true,
         key_idx,
+        recopy: false,
         source: st,
     };
     let ident = table_ident(&state.source.name, settings.namespace.as_deref());
@@ -161,7 +179,7 @@ async fn open_table(
         return state;
     }
     match ChangelogTable::open(
-        catalog.clone(),
+        catalog,
         ident.clone(),
         &state.source.name,
         &state.source.columns,
@@ -171,6 +189,7 @@ async fn open_table(
     {
         Ok(lake) => {
             state.progress = lake.progress();
+            state.recopy = lake.needs_copy();
             state.lake = Some(lake);
         }
         Err(e) => {
@@ -199,10 +218,10 @@ async fn open_table(
 /// Read a stopped table's position from the lake, so that its watermark holds the slot.
 async fn keep_position(
     state: &mut TableState<ChangelogTable>,
-    catalog: &Arc<dyn iceberg::Catalog>,
+    catalog: &Lake,
     ident: &iceberg::TableIdent,
 ) {
-    match stored_progress(catalog.as_ref(), ident).await {
+    match stored_progress(catalog.catalog.as_ref(), ident).await {
         Ok(p) => state.progress = p,
         Err(e) => {
             tracing::warn!(table = %state.source.name, error = %e, "cannot read the table's position")

@@ -1,7 +1,7 @@
 //! Initial copies of tables that have none committed yet.
 
 use philotes_core::{
-    ConvertError, Error, ErrorKind, Op, Result, Row, RowBatcher, TableProgress, TableSink,
+    Cell, ConvertError, Error, ErrorKind, Op, Result, Row, RowBatcher, TableProgress, TableSink,
 };
 use std::ops::ControlFlow;
 
@@ -83,8 +83,17 @@ async fn copy_one<T: TableSink>(
     };
     let (batch_tx, mut batch_rx) = mpsc::channel(2);
     let mut batcher = lake.batcher();
+    // A table copied again starts over: a truncate marker ends its earlier history's current
+    // state (rows deleted since are gone from the copy), then the copy follows.
+    let again = t.progress.watermark.is_some();
+    if again {
+        let nulls = vec![Cell::Null; columns.len()];
+        batcher
+            .append(Op::Truncate, &nulls, lsn, 0, ts_us)
+            .map_err(|ce| Error::new(ErrorKind::Internal, ce.message).with("table", &name))?;
+    }
     let converter = tokio::spawn(async move {
-        let mut seq: i64 = 0;
+        let mut seq: i64 = i64::from(again);
         while let Some(chunk) = chunk_rx.recv().await {
             let mut failed = None;
             let parsed = chunk.for_each_row(|row| {
@@ -106,16 +115,16 @@ async fn copy_one<T: TableSink>(
             };
             if let Some(msg) = stop {
                 let _ = batch_tx.send(msg).await;
-                return seq;
+                return seq - i64::from(again);
             }
             if batcher.len() >= batch && batch_tx.send(take_batch(&mut batcher)).await.is_err() {
-                return seq;
+                return seq - i64::from(again);
             }
         }
         if !batcher.is_empty() {
             let _ = batch_tx.send(take_batch(&mut batcher)).await;
         }
-        seq
+        seq - i64::from(again)
     });
     let mut progress = Progress::new(format!("snapshot {name}"));
     let mut failure: Option<Error> = None;

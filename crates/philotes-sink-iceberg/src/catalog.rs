@@ -2,13 +2,16 @@
 //! local or S3 warehouse.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use iceberg::io::{
     S3_ACCESS_KEY_ID, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION, S3_SECRET_ACCESS_KEY,
     StorageFactory,
 };
-use iceberg::{Catalog, CatalogBuilder};
+use iceberg::spec::TableMetadataBuildResult;
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, MetadataLocation};
 use iceberg_catalog_rest::RestCatalogBuilder;
 use iceberg_catalog_sql::SqlCatalogBuilder;
 use iceberg_storage_opendal::OpenDalStorageFactory;
@@ -19,8 +22,131 @@ pub(crate) fn sink_error(what: impl Into<String>, e: iceberg::Error) -> Error {
     Error::new(ErrorKind::Sink, what).with_source(e)
 }
 
+/// An open catalog, and the means to commit what the `iceberg` crate has no action for.
+#[derive(Clone)]
+pub struct Lake {
+    pub catalog: Arc<dyn Catalog>,
+    committer: Arc<MetadataCommitter>,
+}
+
+/// Commits metadata changes the `iceberg` crate cannot express through its transactions
+/// (renaming and widening columns): the SQL catalog's compare-and-swap, or the REST catalog's
+/// commit endpoint, both guarded so a concurrent change makes the commit fail, not vanish.
+enum MetadataCommitter {
+    Sql {
+        pool: sqlx::AnyPool,
+        catalog_name: String,
+    },
+    Rest {
+        http: reqwest::Client,
+        /// `<uri>/v1[/<prefix>]`
+        base: String,
+        token: Option<String>,
+        oauth2: bool,
+    },
+}
+
+impl Lake {
+    /// Commit `built` (made from `table`'s metadata) and return the table as it is now.
+    pub(crate) async fn commit_metadata(
+        &self,
+        table: &Table,
+        built: TableMetadataBuildResult,
+    ) -> Result<Table> {
+        let ident = table.identifier().clone();
+        let current = table
+            .metadata_location_result()
+            .map_err(|e| sink_error("the table has no metadata location", e))?
+            .to_string();
+        match self.committer.as_ref() {
+            MetadataCommitter::Sql { pool, catalog_name } => {
+                let next = MetadataLocation::from_str(&current)
+                    .map_err(|e| sink_error("cannot read the metadata location", e))?
+                    .with_next_version();
+                built
+                    .metadata
+                    .write_to(table.file_io(), &next)
+                    .await
+                    .map_err(|e| sink_error("cannot write table metadata", e))?;
+                let next = next.to_string();
+                let done = sqlx::query(
+                    "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ?
+                     WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?
+                       AND metadata_location = ?",
+                )
+                .bind(&next)
+                .bind(&current)
+                .bind(catalog_name)
+                .bind(ident.namespace().join("."))
+                .bind(ident.name())
+                .bind(&current)
+                .execute(pool)
+                .await
+                .map_err(|e| {
+                    Error::new(ErrorKind::Sink, "cannot commit to the SQL catalog").with_source(e)
+                })?;
+                if done.rows_affected() != 1 {
+                    return Err(Error::new(
+                        ErrorKind::Sink,
+                        "the table changed in the catalog while Philotes changed its schema; restart to try again",
+                    )
+                    .with("table", &ident));
+                }
+            }
+            MetadataCommitter::Rest {
+                http,
+                base,
+                token,
+                oauth2,
+            } => {
+                if *oauth2 && token.is_none() {
+                    return Err(Error::new(
+                        ErrorKind::SchemaChange,
+                        "changing a table's schema through a REST catalog needs catalog_token (OAuth2 client credentials are not supported for schema commits yet)",
+                    )
+                    .with("table", &ident));
+                }
+                let body = serde_json::json!({
+                    "identifier": {"namespace": ident.namespace().as_ref(), "name": ident.name()},
+                    "requirements": [
+                        {"type": "assert-table-uuid", "uuid": table.metadata().uuid()},
+                        {"type": "assert-current-schema-id",
+                         "current-schema-id": table.metadata().current_schema_id()},
+                    ],
+                    "updates": built.changes,
+                });
+                let url = format!(
+                    "{base}/namespaces/{}/tables/{}",
+                    ident.namespace().to_url_string(),
+                    ident.name()
+                );
+                let mut req = http.post(&url).json(&body);
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                let resp = req.send().await.map_err(|e| {
+                    Error::new(ErrorKind::Sink, "cannot reach the REST catalog").with_source(e)
+                })?;
+                let status = resp.status();
+                if !status.is_success() {
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(Error::new(
+                        ErrorKind::Sink,
+                        format!("the REST catalog refused a schema commit ({status}): {text}"),
+                    )
+                    .with("table", &ident));
+                }
+            }
+        }
+        self.catalog
+            .load_table(&ident)
+            .await
+            .map_err(|e| sink_error(format!("cannot load table {ident}"), e))
+    }
+}
+
 /// Open the catalog the settings name.
-pub async fn open_catalog(settings: &Settings) -> Result<Arc<dyn Catalog>> {
+pub async fn open_catalog(settings: &Settings) -> Result<Lake> {
     let mut props: HashMap<String, String> = HashMap::new();
     let storage: Arc<dyn StorageFactory> = if settings.warehouse.starts_with("s3://") {
         let s3 = &settings.s3;
@@ -76,7 +202,24 @@ pub async fn open_catalog(settings: &Settings) -> Result<Arc<dyn Catalog>> {
                 .load(settings.catalog_name.clone(), props)
                 .await
                 .map_err(|e| sink_error(format!("cannot open the SQL catalog at {uri}"), e))?;
-            Ok(Arc::new(catalog))
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(uri)
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Sink,
+                        format!("cannot open the SQL catalog at {uri}"),
+                    )
+                    .with_source(e)
+                })?;
+            Ok(Lake {
+                catalog: Arc::new(catalog),
+                committer: Arc::new(MetadataCommitter::Sql {
+                    pool,
+                    catalog_name: settings.catalog_name.clone(),
+                }),
+            })
         }
         CatalogSettings::Rest {
             uri,
@@ -85,7 +228,8 @@ pub async fn open_catalog(settings: &Settings) -> Result<Arc<dyn Catalog>> {
             warehouse,
             prefix,
         } => {
-            props.insert("uri".into(), uri.trim_end_matches('/').to_string());
+            let uri = uri.trim_end_matches('/').to_string();
+            props.insert("uri".into(), uri.clone());
             if let Some(w) = warehouse {
                 props.insert("warehouse".into(), w.clone());
             }
@@ -108,7 +252,19 @@ pub async fn open_catalog(settings: &Settings) -> Result<Arc<dyn Catalog>> {
                         e,
                     )
                 })?;
-            Ok(Arc::new(catalog))
+            let base = match prefix {
+                Some(p) => format!("{uri}/v1/{}", p.trim_matches('/')),
+                None => format!("{uri}/v1"),
+            };
+            Ok(Lake {
+                catalog: Arc::new(catalog),
+                committer: Arc::new(MetadataCommitter::Rest {
+                    http: reqwest::Client::new(),
+                    base,
+                    token: token.as_ref().map(|t| t.expose().to_string()),
+                    oauth2: credential.is_some(),
+                }),
+            })
         }
     }
 }

@@ -9,9 +9,10 @@ pub mod batch;
 pub mod binary;
 pub mod catalog;
 pub mod convert;
+pub mod evolve;
 pub mod parse;
 pub mod table;
 
 pub use batch::Batcher;
-pub use catalog::open_catalog;
+pub use catalog::{Lake, open_catalog};
 pub use table::{ChangelogTable, stored_progress, table_ident};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use iceberg::spec::{DataFileFormat, ListType, NestedField, PrimitiveType, Schema, Type};
+use iceberg::spec::{DataFile, DataFileFormat, ListType, NestedField, PrimitiveType, Schema, Type};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
@@ -32,14 +32,15 @@ use philotes_core::{
 };
 
 use crate::batch::Batcher;
-use crate::catalog::sink_error;
+use crate::catalog::{Lake, sink_error};
+use crate::evolve::{ATTNUMS_KEY, Attnums, format_attnums, parse_attnums, plan};
 
 pub const OP_COLUMN: &str = "_cdc_op";
 pub const LSN_COLUMN: &str = "_cdc_lsn";
 pub const SEQ_COLUMN: &str = "_cdc_seq";
 pub const TS_COLUMN: &str = "_cdc_ts";
 pub const UNCHANGED_COLUMN: &str = "_cdc_unchanged";
-const META_COLUMNS: [&str; 5] = [
+pub(crate) const META_COLUMNS: [&str; 5] = [
     OP_COLUMN,
     LSN_COLUMN,
     SEQ_COLUMN,
@@ -63,16 +64,24 @@ type Writer =
 
 /// A changelog table open for writing.
 pub struct ChangelogTable {
-    catalog: Arc<dyn Catalog>,
+    lake: Lake,
     table: Table,
     pub source: TableName,
     columns: Arc<[ColumnDesc]>,
+    /// Per source column, the field id it is written to.
+    ids: Arc<[i32]>,
+    /// Field id → source attnum, as last seen.
+    attnums: Attnums,
     arrow_schema: SchemaRef,
     batcher: Batcher,
     batch_rows: usize,
     writer: Option<Writer>,
+    /// Files finished before a schema change, committed with the next commit.
+    closed: Vec<DataFile>,
     pending: u64,
     progress: TableProgress,
+    /// A schema change at open needs a new copy of the table.
+    recopy: bool,
 }
 
 /// The Iceberg table name for a source table.
@@ -89,7 +98,7 @@ pub fn table_ident(source: &TableName, namespace: Option<&str>) -> TableIdent {
     }
 }
 
-fn iceberg_type(ty: &ColumnType, next_id: &mut i32) -> Type {
+pub(crate) fn iceberg_type(ty: &ColumnType, next_id: &mut i32) -> Type {
     Type::Primitive(match ty {
         ColumnType::Int32 => PrimitiveType::Int,
         ColumnType::Int64 => PrimitiveType::Long,
@@ -209,12 +218,13 @@ pub async fn stored_progress(catalog: &dyn Catalog, ident: &TableIdent) -> Resul
 impl ChangelogTable {
     /// Load the changelog table of `source`, creating it (and its namespace) on first sight.
     pub async fn open(
-        catalog: Arc<dyn Catalog>,
+        lake: &Lake,
         ident: TableIdent,
         source: &TableName,
         columns: &[ColumnDesc],
         batch_rows: usize,
     ) -> Result<ChangelogTable> {
+        let catalog = lake.catalog.clone();
         let schema = changelog_schema(columns)?;
         let ns = ident.namespace().clone();
         // load first (some REST catalogs do not answer HEAD, which `table_exists` uses)
@@ -250,6 +260,7 @@ impl ChangelogTable {
                     // Iceberg's own retry re-applies a commit without checking whether an
                     // uncertain attempt landed; `commit` retries itself, watermark first.
                     ("commit.retry.num-retries".to_string(), "0".to_string()),
+                    (ATTNUMS_KEY.to_string(), initial_attnums(columns)),
                 ]))
                 .build();
             let t = catalog
@@ -259,28 +270,87 @@ impl ChangelogTable {
             tracing::info!(table = %ident, "created changelog table");
             t
         };
-        let current = table.metadata().current_schema().clone();
-        check_schema(&current, &schema, source)?;
-        let arrow_schema = Arc::new(
-            iceberg::arrow::schema_to_arrow_schema(&current)
-                .map_err(|e| sink_error("cannot map the table schema to Arrow", e))?,
-        );
-        let columns: Arc<[ColumnDesc]> = columns.into();
-        let batcher = Batcher::new(columns.clone(), arrow_schema.clone())
-            .map_err(|e| e.with("table", source))?;
         let progress = read_progress(&table)?;
-        Ok(ChangelogTable {
-            catalog,
+        let attnums = parse_attnums(table.metadata().properties().get(ATTNUMS_KEY));
+        let arrow_schema = arrow_schema_of(&table)?;
+        let batcher = Batcher::empty(arrow_schema.clone());
+        let mut t = ChangelogTable {
+            lake: lake.clone(),
             table,
             source: source.clone(),
-            columns,
+            columns: Arc::from(Vec::new()),
+            ids: Arc::from(Vec::new()),
+            attnums,
             arrow_schema,
             batcher,
             batch_rows,
             writer: None,
+            closed: Vec::new(),
             pending: 0,
             progress,
-        })
+            recopy: false,
+        };
+        // The source may have changed while Philotes was not running.
+        let at = progress.watermark.unwrap_or_default();
+        t.recopy = t.follow(columns, at).await? && progress.snapshot_lsn.is_some();
+        Ok(t)
+    }
+
+    /// Write `columns` (the source table's shape as of `lsn`) from now on: match them to the
+    /// table's fields, evolving the schema first when they do not fit (see [`crate::evolve`]).
+    async fn follow(&mut self, columns: &[ColumnDesc], lsn: Lsn) -> Result<bool> {
+        let plan = plan(self.table.metadata(), &self.attnums, columns, lsn)
+            .map_err(|e| e.with("table", &self.source))?;
+        // Rows so far belong to the old shape: encode them before anything changes.
+        self.write_buffered().await?;
+        if let Some(schema) = plan.schema {
+            // Files are written under one schema: finish the open one.
+            if let Some(mut w) = self.writer.take() {
+                let files = w.close().await.map_err(|e| {
+                    sink_error("cannot finish a Parquet data file", e).with("table", &self.source)
+                })?;
+                self.closed.extend(files);
+            }
+            let md = self.table.metadata().clone();
+            let location = self.table.metadata_location().map(str::to_string);
+            let built = md
+                .into_builder(location)
+                .add_current_schema(schema)
+                .and_then(|b| {
+                    b.set_properties(HashMap::from([(
+                        ATTNUMS_KEY.to_string(),
+                        format_attnums(&plan.attnums),
+                    )]))
+                })
+                .and_then(|b| b.build())
+                .map_err(|e| {
+                    sink_error("cannot evolve the changelog schema", e).with("table", &self.source)
+                })?;
+            self.table = self
+                .lake
+                .commit_metadata(&self.table, built)
+                .await
+                .map_err(|e| e.with("table", &self.source))?;
+            for note in &plan.notes {
+                tracing::info!(table = %self.source, lsn = %lsn, "schema change: {note}");
+            }
+            self.arrow_schema = arrow_schema_of(&self.table)?;
+        }
+        self.attnums = plan.attnums;
+        self.columns = columns.into();
+        self.ids = plan.ids.into();
+        self.batcher = self.new_batcher()?;
+        Ok(plan.recopy)
+    }
+
+    fn new_batcher(&self) -> Result<Batcher> {
+        Batcher::new(
+            self.columns.clone(),
+            self.table.metadata().current_schema(),
+            self.arrow_schema.clone(),
+            &self.ids,
+        )
+        .map_err(|e| e.with("table", &self.source))
     }
 
     pub fn ident(&self) -> &TableIdent {
@@ -357,8 +427,16 @@ impl TableSink for ChangelogTable {
     fn batcher(&self) -> Batcher {
         // The table's own batcher was built from the same columns and schema, so this cannot
         // fail; should it ever, the error surfaces on the first append.
-        Batcher::new(self.columns.clone(), self.arrow_schema.clone())
+        self.new_batcher()
             .unwrap_or_else(|_| Batcher::empty(self.arrow_schema.clone()))
+    }
+
+    async fn adopt(&mut self, columns: &[ColumnDesc], lsn: Lsn) -> Result<bool> {
+        self.follow(columns, lsn).await
+    }
+
+    fn needs_copy(&self) -> bool {
+        self.recopy
     }
 
     async fn write_batch(&mut self, batch: RecordBatch) -> Result<()> {
@@ -401,19 +479,23 @@ impl TableSink for ChangelogTable {
     /// Drop everything appended since the last commit (its files are never committed).
     fn discard(&mut self) {
         self.writer = None;
+        self.closed.clear();
         let _ = self.batcher.finish();
         self.pending = 0;
     }
 
     /// Commit everything appended so far as one Iceberg snapshot recording `progress`.
     async fn commit(&mut self, progress: TableProgress) -> Result<()> {
+        if progress.snapshot_lsn != self.progress.snapshot_lsn {
+            self.recopy = false;
+        }
         self.write_buffered().await?;
-        let files = match self.writer.take() {
-            Some(mut w) => w.close().await.map_err(|e| {
+        let mut files = std::mem::take(&mut self.closed);
+        if let Some(mut w) = self.writer.take() {
+            files.extend(w.close().await.map_err(|e| {
                 sink_error("cannot finish a Parquet data file", e).with("table", &self.source)
-            })?,
-            None => Vec::new(),
-        };
+            })?);
+        }
         let mut props = HashMap::new();
         if let Some(w) = progress.watermark {
             props.insert(WATERMARK_KEY.to_string(), w.to_string());
@@ -436,7 +518,7 @@ impl TableSink for ChangelogTable {
                 .map_err(|e| {
                     sink_error("cannot prepare the Iceberg commit", e).with("table", &self.source)
                 })?;
-            let err = match tx.commit(self.catalog.as_ref()).await {
+            let err = match tx.commit(self.lake.catalog.as_ref()).await {
                 Ok(table) => {
                     self.table = table;
                     break;
@@ -446,7 +528,7 @@ impl TableSink for ChangelogTable {
             attempt += 1;
             // The commit may have landed even though we saw an error: look before retrying,
             // or the same changes would be committed twice.
-            if let Ok(table) = self.catalog.load_table(self.table.identifier()).await {
+            if let Ok(table) = self.lake.catalog.load_table(self.table.identifier()).await {
                 let landed = progress.watermark.is_some()
                     && read_progress(&table)?.watermark == progress.watermark;
                 self.table = table;
@@ -472,33 +554,19 @@ impl TableSink for ChangelogTable {
     }
 }
 
-/// The existing table must have the columns the source has now, with the same types.
-fn check_schema(current: &Schema, wanted: &Schema, source: &TableName) -> Result<()> {
-    let have: Vec<(String, String)> = current
-        .as_struct()
-        .fields()
-        .iter()
-        .map(|f| (f.name.clone(), type_shape(&f.field_type)))
-        .collect();
-    let want: Vec<(String, String)> = wanted
-        .as_struct()
-        .fields()
-        .iter()
-        .map(|f| (f.name.clone(), type_shape(&f.field_type)))
-        .collect();
-    if have != want {
-        return Err(Error::new(
-            ErrorKind::SchemaChange,
-            "the source table's columns differ from its changelog table's (the source schema changed while Philotes was not running); schema evolution comes in a later version: until then restore the old schema or drop the changelog table to copy the table again",
-        )
-        .with("table", source));
-    }
-    Ok(())
+fn arrow_schema_of(table: &Table) -> Result<SchemaRef> {
+    Ok(Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
+            .map_err(|e| sink_error("cannot map the table schema to Arrow", e))?,
+    ))
 }
 
-fn type_shape(t: &Type) -> String {
-    match t {
-        Type::List(l) => format!("list<{}>", type_shape(&l.element_field.field_type)),
-        other => other.to_string(),
-    }
+/// The attnums of a new table's columns (field ids are 1..=n in column order).
+fn initial_attnums(columns: &[ColumnDesc]) -> String {
+    let map: Attnums = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i32::try_from(i + 1).ok()?, c.attnum?)))
+        .collect();
+    format_attnums(&map)
 }

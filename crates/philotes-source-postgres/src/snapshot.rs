@@ -448,6 +448,7 @@ mod tests {
             type_modifier: -1,
             is_key: false,
             ty,
+            attnum: None,
         };
         let (list, binary) = select_list(&[
             col("id", oid::INT8, ColumnType::Int64),

@@ -183,6 +183,9 @@ impl ReplicationStream {
                 replica_identity,
                 columns,
             } => {
+                // The catalog is at its current state, which may be past this message: a name
+                // it no longer has gets no attnum (the sink then matches by name).
+                let attnums = crate::catalog::attnums(&self.catalog, oid).await?;
                 let mut cols = Vec::with_capacity(columns.len());
                 for c in columns {
                     let ty = self
@@ -190,6 +193,7 @@ impl ReplicationStream {
                         .resolve(&self.catalog, c.type_oid, c.type_modifier)
                         .await?;
                     cols.push(ColumnDesc {
+                        attnum: attnums.get(&c.name).copied(),
                         name: c.name,
                         type_oid: c.type_oid,
                         type_modifier: c.type_modifier,

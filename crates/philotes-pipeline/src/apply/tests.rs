@@ -19,6 +19,9 @@ struct MemTable {
     pending: Vec<(Op, Vec<Cell>, Lsn, i64)>,
     progress: TableProgress,
     reject: Option<&'static str>,
+    /// Shapes adopted, as column counts; `refuse_shapes` makes adopting fail.
+    adopted: Vec<usize>,
+    refuse_shapes: bool,
 }
 
 type MemRow = (Op, Vec<Cell>, Lsn, i64);
@@ -49,6 +52,16 @@ impl RowBatcher for MemBatcher {
 }
 
 impl TableSink for MemTable {
+    async fn adopt(&mut self, columns: &[ColumnDesc], _lsn: Lsn) -> Result<bool> {
+        if self.refuse_shapes {
+            return Err(philotes_core::Error::new(
+                ErrorKind::SchemaChange,
+                "this sink cannot follow",
+            ));
+        }
+        self.adopted.push(columns.len());
+        Ok(false)
+    }
     type Batcher = MemBatcher;
     fn batcher(&self) -> MemBatcher {
         MemBatcher::default()
@@ -125,6 +138,7 @@ fn columns() -> Vec<ColumnDesc> {
             type_modifier: -1,
             is_key: true,
             ty: ColumnType::Int32,
+            attnum: Some(1),
         },
         ColumnDesc {
             name: "v".into(),
@@ -132,6 +146,7 @@ fn columns() -> Vec<ColumnDesc> {
             type_modifier: -1,
             is_key: false,
             ty: ColumnType::Text,
+            attnum: Some(2),
         },
     ]
 }
@@ -155,8 +170,8 @@ fn table(oid: u32, watermark: Option<u64>) -> TableState<MemTable> {
         }),
         stopped: None,
         progress,
-        shape_ok: true,
         key_idx: vec![0],
+        recopy: false,
     }
 }
 
@@ -224,9 +239,10 @@ async fn run(applier: &mut Applier<MemTable>, changes: Vec<Change>) -> Script {
         rows: 1_000_000,
     };
     let stop = AtomicBool::new(false);
-    stream_changes(applier, &mut script, policy, None, &stop)
+    let ended = stream_changes(applier, &mut script, policy, None, &stop)
         .await
         .unwrap();
+    assert_eq!(ended, Ended::Done);
     script
 }
 
@@ -374,9 +390,8 @@ async fn a_stopped_table_discards_its_partial_rows_and_holds_the_slot() {
     assert!(dead.contains("\"bad\"") && dead.contains("public.t1"));
 }
 
-#[tokio::test]
-async fn a_changed_relation_stops_its_table_at_the_first_change_after_it() {
-    let (mut a, _d) = applier(vec![table(1, Some(100))]);
+/// Two transactions around a relation message that adds a column.
+fn around_a_new_column() -> Vec<Change> {
     let mut wider = columns();
     wider.push(ColumnDesc {
         name: "added".into(),
@@ -384,6 +399,7 @@ async fn a_changed_relation_stops_its_table_at_the_first_change_after_it() {
         type_modifier: -1,
         is_key: false,
         ty: ColumnType::Int32,
+        attnum: Some(3),
     });
     let mut changes = vec![relation(1, columns())];
     changes.extend(txn(
@@ -401,7 +417,32 @@ async fn a_changed_relation_stops_its_table_at_the_first_change_after_it() {
             new: vec![text("2"), text("b"), text("3")],
         }],
     ));
-    let script = run(&mut a, changes).await;
+    changes
+}
+
+#[tokio::test]
+async fn a_changed_relation_is_adopted_in_order_with_the_rows() {
+    let (mut a, _d) = applier(vec![table(1, Some(100))]);
+    let script = run(&mut a, around_a_new_column()).await;
+    assert!(a.tables[&1].stopped.is_none());
+    // The first relation matches the known columns; only the wider one is adopted.
+    assert_eq!(a.tables[&1].lake.as_ref().unwrap().adopted, vec![3]);
+    let rows = committed(&a, 1);
+    assert_eq!(
+        rows.iter().map(|r| r.1.len()).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(a.tables[&1].source.columns.len(), 3);
+    assert!(script.confirmed > Lsn(300));
+}
+
+#[tokio::test]
+async fn a_relation_the_sink_cannot_follow_stops_its_table() {
+    let (mut a, _d) = applier(vec![table(1, Some(100))]);
+    if let Some(lake) = a.tables.get_mut(&1).and_then(|t| t.lake.as_mut()) {
+        lake.refuse_shapes = true;
+    }
+    let script = run(&mut a, around_a_new_column()).await;
     assert!(
         a.tables[&1]
             .stopped
