@@ -115,6 +115,14 @@ def test_rest_catalog(source, rest_catalog, monkeypatch):
     assert assert_same(source, lake, "bronze.public__accounts__changelog", "SELECT * FROM accounts", ["id"]) == 490
     props = [s.summary.additional_properties for s in catalog.load_table("bronze.public__accounts__changelog").snapshots()]
     assert len(props) == 2 and all("philotes.watermark-lsn" in p for p in props)
+    # Schema changes go through the REST catalog's commit endpoint.
+    source.sql("ALTER TABLE accounts RENAME COLUMN owner TO holder")
+    source.sql("ALTER TABLE accounts ADD COLUMN note text")
+    source.sql("UPDATE accounts SET note = 'n', holder = 'h' WHERE id = 1")
+    source.run(*args, env=env)
+    assert assert_same(source, lake, "bronze.public__accounts__changelog", "SELECT * FROM accounts", ["id"]) == 490
+    fields = {f.name for f in catalog.load_table("bronze.public__accounts__changelog").schema().fields}
+    assert {"holder", "note"} <= fields and "owner" not in fields
     # A wrong token is an error that says where the catalog is, without the token.
     code, err, _ = source.run(*args, env={**env, "PHILOTES_CATALOG_TOKEN": "wrong-token-xyz"}, check=False)
     assert code != 0 and "wrong-token-xyz" not in err
