@@ -85,6 +85,9 @@ pub struct ColumnDesc {
     /// `pg_attribute.attnum`, when the source could look it up: it survives renames, so the
     /// sink can tell a renamed column from a dropped one and a new one.
     pub attnum: Option<i16>,
+    /// Added with a default PostgreSQL stored without rewriting the table (`atthasmissing`):
+    /// rows older than the column hold the default although no change for them was sent.
+    pub filled_on_add: bool,
 }
 
 /// A source table as the stream describes it.

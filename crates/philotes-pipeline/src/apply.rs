@@ -40,7 +40,7 @@ impl<T: TableSink> TableState<T> {
     }
 
     /// Follow the source table's columns as the stream describes them now.
-    async fn adopt(&mut self, columns: &[ColumnDesc], lsn: Lsn) -> Result<()> {
+    pub(crate) async fn adopt(&mut self, columns: &[ColumnDesc], lsn: Lsn) -> Result<()> {
         if self.stopped.is_some() || self.source.columns == columns {
             return Ok(());
         }

@@ -95,6 +95,9 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
         slot.confirmed_flush,
     )
     .await?;
+    for t in tables.values() {
+        stream.remember(t.source.oid, &t.source.columns);
+    }
     let mut applier = Applier::new(tables, dead_letters);
     let flush = FlushPolicy {
         interval: settings.flush_interval,
@@ -103,11 +106,20 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
     while stream_changes(&mut applier, &mut stream, flush, marker.as_deref(), &stop).await?
         == Ended::Recopy
     {
+        // The copy reads the table as it is now: take its current columns first (the stream's
+        // description may be older than the catalog).
+        let now = publication_tables(&client, &mut resolver, &settings.publication).await?;
         let mut to_copy: Vec<&mut TableState<ChangelogTable>> = applier
             .tables
             .values_mut()
             .filter(|t| t.recopy && t.stopped.is_none() && t.lake.is_some())
             .collect();
+        for t in to_copy.iter_mut() {
+            if let Some(current) = now.iter().find(|s| s.oid == t.source.oid) {
+                let lsn = t.progress.watermark.unwrap_or_default();
+                t.adopt(&current.columns, lsn).await?;
+            }
+        }
         let dead_letters = DeadLetters::new(&settings.data_dir);
         copy_again(&conn, settings, &mut to_copy, &dead_letters).await?;
     }

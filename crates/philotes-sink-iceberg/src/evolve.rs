@@ -14,8 +14,9 @@
 //! The first candidate whose type fits wins. When none fits — a new column, or a type change
 //! Iceberg cannot express such as text → int — a new field is added; a current field with the
 //! same name keeps its history under `<name>__before_<lsn>`, and the table is copied again
-//! (PostgreSQL converted the existing rows without sending them). Nothing is converted lossily
-//! and nothing stops.
+//! (PostgreSQL converted the existing rows without sending them). A column added with a default
+//! also asks for a new copy: the older rows hold the default, but no change said so. Nothing is
+//! converted lossily and nothing stops.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -124,8 +125,9 @@ pub struct Plan {
     pub attnums: Attnums,
     /// What changes, for the log.
     pub notes: Vec<String>,
-    /// A column changed to a type its field cannot hold: PostgreSQL converted the existing
-    /// rows without sending them, so only a new copy makes the current state whole.
+    /// PostgreSQL changed existing rows without sending them — a column changed to a type its
+    /// field cannot hold (the rows were converted), or a column added with a default — so only
+    /// a new copy makes the current state whole.
     pub recopy: bool,
 }
 
@@ -175,13 +177,14 @@ pub fn plan(md: &TableMetadata, known: &Attnums, columns: &[ColumnDesc], lsn: Ls
         let by_history = history
             .iter()
             .filter_map(|s| s.as_struct().field_by_name(&c.name).map(|f| f.id));
+        // (field id, found by attnum, found in an older schema)
         let candidates = by_attnum
-            .map(|id| (id, true))
+            .map(|id| (id, true, false))
             .into_iter()
-            .chain(by_name.map(|id| (id, false)))
-            .chain(by_history.map(|id| (id, false)));
+            .chain(by_name.map(|id| (id, false, false)))
+            .chain(by_history.map(|id| (id, false, true)));
         let mut chosen = None;
-        for (id, via_attnum) in candidates {
+        for (id, via_attnum, via_history) in candidates {
             // A name match whose field PostgreSQL numbers differently is another column
             // (dropped, then added again under the same name).
             let contradicts = match (c.attnum, known.get(&id)) {
@@ -200,13 +203,17 @@ pub fn plan(md: &TableMetadata, known: &Attnums, columns: &[ColumnDesc], lsn: Ls
             match fit(&have, &c.ty) {
                 Fit::No => continue,
                 other => {
-                    chosen = Some((id, via_attnum, other == Fit::Widen));
+                    chosen = Some((id, via_attnum, via_history, other == Fit::Widen));
                     break;
                 }
             }
         }
+        // A match in an older schema is a replay of an older shape: it says nothing about
+        // which field the column's attnum belongs to now.
+        let mut record_attnum = true;
         let id = match chosen {
-            Some((id, via_attnum, widen)) => {
+            Some((id, via_attnum, via_history, widen)) => {
+                record_attnum = !via_history;
                 let renamed = via_attnum && fields.iter().any(|f| f.id == id && f.name != c.name);
                 if renamed {
                     // A dropped column may still hold the name: it keeps its history aside.
@@ -243,6 +250,10 @@ pub fn plan(md: &TableMetadata, known: &Attnums, columns: &[ColumnDesc], lsn: Ls
                     other.name = format!("{}{before}", c.name);
                     recopy = true;
                 }
+                if c.filled_on_add {
+                    // ADD COLUMN … DEFAULT: the older rows hold the default, unsent.
+                    recopy = true;
+                }
                 next_id += 1;
                 let id = next_id;
                 let ty = iceberg_type(&c.ty, &mut next_id);
@@ -251,7 +262,7 @@ pub fn plan(md: &TableMetadata, known: &Attnums, columns: &[ColumnDesc], lsn: Ls
                 id
             }
         };
-        if let Some(a) = c.attnum {
+        if let (Some(a), true) = (c.attnum, record_attnum) {
             attnums.retain(|_, n| *n != a);
             attnums.insert(id, a);
         }

@@ -175,20 +175,23 @@ pub async fn publication_tables(
     Ok(tables)
 }
 
-/// The current `attnum` of every column of a table, by name.
+/// The current `attnum` and `atthasmissing` of every column of a table, by name.
 pub async fn attnums(
     client: &tokio_postgres::Client,
     table_oid: u32,
-) -> Result<HashMap<String, i16>> {
+) -> Result<HashMap<String, (i16, bool)>> {
     let rows = client
         .query(
-            "SELECT attname::text, attnum FROM pg_attribute
+            "SELECT attname::text, attnum, atthasmissing FROM pg_attribute
              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
             &[&table_oid],
         )
         .await
         .map_err(|e| source_error("reading a table's column numbers", e))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
 }
 
 async fn table_columns(
@@ -206,7 +209,7 @@ async fn table_columns(
         "SELECT a.attname::text, a.atttypid, a.atttypmod,
                 EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND {key_index}
                         AND a.attnum = ANY (i.indkey)),
-                a.attnum
+                a.attnum, a.atthasmissing
          FROM pg_attribute a
          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
          ORDER BY a.attnum"
@@ -226,6 +229,7 @@ async fn table_columns(
             is_key: r.get(3),
             ty: resolver.resolve(client, type_oid, type_modifier).await?,
             attnum: Some(r.get(4)),
+            filled_on_add: r.get(5),
         });
     }
     Ok(columns)

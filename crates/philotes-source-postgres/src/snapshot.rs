@@ -449,6 +449,7 @@ mod tests {
             is_key: false,
             ty,
             attnum: None,
+            filled_on_add: false,
         };
         let (list, binary) = select_list(&[
             col("id", oid::INT8, ColumnType::Int64),

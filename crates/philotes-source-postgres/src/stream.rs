@@ -6,6 +6,7 @@
 //! the slot only moves when the pipeline calls [`ReplicationStream::confirm`], which it does only
 //! for changes already committed in Iceberg.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct ReplicationStream {
     catalog: tokio_postgres::Client,
     resolver: TypeResolver,
     confirmed: Lsn,
+    /// The attnums each table had at its previous description (seeded at start).
+    seen: HashMap<u32, HashSet<i16>>,
 }
 
 impl ReplicationStream {
@@ -59,7 +62,35 @@ impl ReplicationStream {
             catalog,
             resolver: TypeResolver::default(),
             confirmed,
+            seen: HashMap::new(),
         })
+    }
+
+    /// The columns a table has now, so a later description can tell which are new.
+    pub fn remember(&mut self, table_oid: u32, columns: &[ColumnDesc]) {
+        self.seen
+            .insert(table_oid, columns.iter().filter_map(|c| c.attnum).collect());
+    }
+
+    /// Whether a column new since the table's previous description holds values in rows that
+    /// no change was sent for: a stored default (`atthasmissing`), or any non-NULL value (a
+    /// volatile default, or a rewrite that materialised the default). Reads the table until
+    /// the first such value; a column added without a default is read through once.
+    async fn filled(&self, table: &TableName, column: &str, missing: bool) -> Result<bool> {
+        if missing {
+            return Ok(true);
+        }
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM ONLY {} WHERE {} IS NOT NULL)",
+            table.quoted(),
+            philotes_core::change::quote_ident(column)
+        );
+        let row = self
+            .catalog
+            .query_one(&sql, &[])
+            .await
+            .map_err(|e| crate::catalog::source_error("checking a new column for values", e))?;
+        Ok(row.get(0))
     }
 }
 
@@ -186,14 +217,30 @@ impl ReplicationStream {
                 // The catalog is at its current state, which may be past this message: a name
                 // it no longer has gets no attnum (the sink then matches by name).
                 let attnums = crate::catalog::attnums(&self.catalog, oid).await?;
+                let schema = if namespace.is_empty() {
+                    "pg_catalog".to_string()
+                } else {
+                    namespace
+                };
+                let table = TableName::new(schema, name);
                 let mut cols = Vec::with_capacity(columns.len());
                 for c in columns {
                     let ty = self
                         .resolver
                         .resolve(&self.catalog, c.type_oid, c.type_modifier)
                         .await?;
+                    let found = attnums.get(&c.name).copied();
+                    let new = match (found, self.seen.get(&oid)) {
+                        (Some((n, _)), Some(before)) => !before.contains(&n),
+                        _ => false,
+                    };
+                    let filled = match found {
+                        Some((_, missing)) if new => self.filled(&table, &c.name, missing).await?,
+                        _ => false,
+                    };
                     cols.push(ColumnDesc {
-                        attnum: attnums.get(&c.name).copied(),
+                        attnum: found.map(|(n, _)| n),
+                        filled_on_add: filled,
                         name: c.name,
                         type_oid: c.type_oid,
                         type_modifier: c.type_modifier,
@@ -201,14 +248,10 @@ impl ReplicationStream {
                         ty,
                     });
                 }
-                let schema = if namespace.is_empty() {
-                    "pg_catalog".to_string()
-                } else {
-                    namespace
-                };
+                self.remember(oid, &cols);
                 Change::Relation(Arc::new(RelationDesc {
                     oid,
-                    table: TableName::new(schema, name),
+                    table,
                     replica_identity: ReplicaIdentity::from_byte(replica_identity)
                         .unwrap_or(ReplicaIdentity::Default),
                     columns: cols,

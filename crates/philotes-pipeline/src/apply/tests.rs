@@ -139,6 +139,7 @@ fn columns() -> Vec<ColumnDesc> {
             is_key: true,
             ty: ColumnType::Int32,
             attnum: Some(1),
+            filled_on_add: false,
         },
         ColumnDesc {
             name: "v".into(),
@@ -147,6 +148,7 @@ fn columns() -> Vec<ColumnDesc> {
             is_key: false,
             ty: ColumnType::Text,
             attnum: Some(2),
+            filled_on_add: false,
         },
     ]
 }
@@ -400,6 +402,7 @@ fn around_a_new_column() -> Vec<Change> {
         is_key: false,
         ty: ColumnType::Int32,
         attnum: Some(3),
+        filled_on_add: false,
     });
     let mut changes = vec![relation(1, columns())];
     changes.extend(txn(

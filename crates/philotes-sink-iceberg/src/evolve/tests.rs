@@ -15,6 +15,7 @@ fn col(name: &str, ty: ColumnType, attnum: i16) -> ColumnDesc {
         is_key: attnum == 1,
         ty,
         attnum: Some(attnum),
+        filled_on_add: false,
     }
 }
 
@@ -135,10 +136,14 @@ fn a_type_iceberg_cannot_promote_gets_a_new_field() {
     let again = plan(&md2, &p.attnums, &next, LSN).unwrap();
     assert!(again.schema.is_none(), "{:?}", again.notes);
     assert_eq!(again.ids, p.ids);
-    // And the old shape still finds its history.
+    // And the old shape still finds its history (PostgreSQL still numbers the column 2), without
+    // taking the attnum back from the new field: the shape after it still binds as before.
     let old = plan(&md2, &p.attnums, &cols, LSN).unwrap();
     assert!(old.schema.is_none(), "{:?}", old.notes);
     assert_eq!(old.ids, vec![1, 2]);
+    let after = plan(&md2, &old.attnums, &next, LSN).unwrap();
+    assert!(after.schema.is_none(), "{:?}", after.notes);
+    assert_eq!(after.ids, p.ids);
 }
 
 #[test]
@@ -159,6 +164,24 @@ fn dropping_and_re_adding_a_name_keeps_both_histories() {
     let n = names(&evolve(md, &p));
     assert_eq!(n[1], "2:c__before_0_16B3748:string");
     assert!(n[2].ends_with(":c:string"), "{n:?}");
+}
+
+#[test]
+fn a_column_added_with_a_default_needs_a_new_copy() {
+    let cols = [col("id", ColumnType::Int32, 1)];
+    let (md, known) = table(&cols);
+    let plain = [
+        col("id", ColumnType::Int32, 1),
+        col("n", ColumnType::Text, 2),
+    ];
+    assert!(!plan(&md, &known, &plain, LSN).unwrap().recopy);
+    let mut filled = plain.clone();
+    filled[1].filled_on_add = true;
+    let p = plan(&md, &known, &filled, LSN).unwrap();
+    assert!(p.recopy && p.schema.is_some());
+    // Once the field exists, the flag (which PostgreSQL keeps) asks for nothing more.
+    let again = plan(&evolve(md, &p), &p.attnums, &filled, LSN).unwrap();
+    assert!(!again.recopy && again.schema.is_none());
 }
 
 #[test]
