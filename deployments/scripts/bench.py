@@ -73,6 +73,19 @@ class Bench:
         self.results = {"machine": {"cores": os.cpu_count(), "platform": platform.platform()}, "binary": str(self.binary)}
         self.runs = 0
 
+    def drop_slot(self, slot):
+        """Drop a slot once its walsender has noticed that the client left (a moment after the
+        client's exit)."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.sql(f"SELECT pg_drop_replication_slot('{slot}')")
+                return
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
     def sql(self, q):
         return self.conn.execute(q)
 
@@ -114,7 +127,7 @@ class Bench:
         pub = f"bench_{table}"
         self.sql(f"CREATE PUBLICATION {pub} FOR TABLE {table}")
         secs, peak, data = self.philotes("--publication", pub, "--slot", f"snap_{table}")
-        self.sql(f"SELECT pg_drop_replication_slot('snap_{table}')")
+        self.drop_slot(f"snap_{table}")
         files = list((data / "warehouse").rglob("*.parquet"))
         r = {
             "rows": rows,
@@ -175,7 +188,7 @@ class Bench:
         secs, peak, _ = self.resume(data, slot)
         drain_b = self.drain(probes[1], end)
         drain_s = min(drain_a, drain_b)
-        self.sql(f"SELECT pg_drop_replication_slot('{slot}')")
+        self.drop_slot(slot)
         files = list((data / "warehouse").rglob("*.parquet"))
         shutil.rmtree(data, ignore_errors=True)
         return {
@@ -195,7 +208,7 @@ class Bench:
             "-o", "proto_version=1", "-o", "publication_names=bench_stream", "-f", "/dev/null", "--no-loop",
         ], check=True, stderr=subprocess.DEVNULL)
         seconds = time.perf_counter() - t
-        self.sql(f"SELECT pg_drop_replication_slot('{slot}')")
+        self.drop_slot(slot)
         return seconds
 
     def resume(self, data, slot):
@@ -215,7 +228,7 @@ class Bench:
         self.sql("TRUNCATE stream_t")
         _, _, data = self.philotes("--publication", "bench_stream", "--slot", "s_idle")
         secs, _, _ = self.resume(data, "s_idle")
-        self.sql("SELECT pg_drop_replication_slot('s_idle')")
+        self.drop_slot("s_idle")
         shutil.rmtree(data, ignore_errors=True)
         return secs
 
@@ -237,7 +250,7 @@ class Bench:
         peak = vm_hwm_kib(p.pid)
         p.terminate()
         p.wait()
-        self.sql("SELECT pg_drop_replication_slot('s_lat')")
+        self.drop_slot("s_lat")
         return self.visible_latency(data, i, peak)
 
     def visible_latency(self, data, inserted, peak):
@@ -280,7 +293,7 @@ class Bench:
             peak = max(peak, vm_hwm_kib(p.pid))
             time.sleep(0.01)
         secs = time.perf_counter() - t
-        self.sql("SELECT pg_drop_replication_slot('s_huge')")
+        self.drop_slot("s_huge")
         files = list((data / "warehouse").rglob("*.parquet"))
         sizes = [f.stat().st_size for f in files]
         shutil.rmtree(data, ignore_errors=True)

@@ -21,10 +21,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use iceberg::spec::{NestedField, NestedFieldRef, PrimitiveType, Schema, TableMetadata, Type};
-use philotes_core::{ColumnDesc, ColumnType, Error, ErrorKind, Lsn, Result};
+use philotes_core::{ColumnDesc, ColumnType, Lsn, Result};
 
 use crate::catalog::sink_error;
-use crate::table::{META_COLUMNS, iceberg_type};
+use crate::table::{META_COLUMNS, iceberg_type, reject_meta_name};
 
 /// Table property: `field_id:attnum` pairs, comma-separated.
 pub const ATTNUMS_KEY: &str = "philotes.source-attnums";
@@ -158,15 +158,7 @@ pub fn plan(md: &TableMetadata, known: &Attnums, columns: &[ColumnDesc], lsn: Ls
     let mut recopy = false;
     let before = format!("__before_{}", lsn.to_string().replace('/', "_"));
     for c in columns {
-        if META_COLUMNS.contains(&c.name.as_str()) {
-            return Err(Error::new(
-                ErrorKind::SchemaChange,
-                format!(
-                    "source column {} clashes with a Philotes metadata column; rename it",
-                    c.name
-                ),
-            ));
-        }
+        reject_meta_name(&c.name)?;
         let by_attnum = c
             .attnum
             .and_then(|a| known.iter().find(|(_, n)| **n == a).map(|(id, _)| *id));

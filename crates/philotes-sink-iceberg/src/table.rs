@@ -127,6 +127,17 @@ pub(crate) fn iceberg_type(ty: &ColumnType, next_id: &mut i32) -> Type {
     })
 }
 
+/// A source column may not take the name of a `_cdc_*` column.
+pub(crate) fn reject_meta_name(name: &str) -> Result<()> {
+    if META_COLUMNS.contains(&name) {
+        return Err(Error::new(
+            ErrorKind::SchemaChange,
+            format!("source column {name} clashes with a Philotes metadata column; rename it"),
+        ));
+    }
+    Ok(())
+}
+
 /// The changelog schema: the source columns, then the `_cdc_*` columns.
 pub fn changelog_schema(columns: &[ColumnDesc]) -> Result<Schema> {
     let top = i32::try_from(columns.len() + META_COLUMNS.len())
@@ -135,15 +146,7 @@ pub fn changelog_schema(columns: &[ColumnDesc]) -> Result<Schema> {
     let mut next_id = top;
     let mut fields = Vec::with_capacity(top as usize);
     for (i, c) in columns.iter().enumerate() {
-        if META_COLUMNS.contains(&c.name.as_str()) {
-            return Err(Error::new(
-                ErrorKind::SchemaChange,
-                format!(
-                    "source column {} clashes with a Philotes metadata column; rename it",
-                    c.name
-                ),
-            ));
-        }
+        reject_meta_name(&c.name)?;
         let ty = iceberg_type(&c.ty, &mut next_id);
         fields.push(NestedField::optional(i as i32 + 1, c.name.clone(), ty).into());
     }
