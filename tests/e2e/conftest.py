@@ -69,7 +69,13 @@ class Source:
             for (slot,) in c.execute(
                 "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (self.name,)
             ).fetchall():
-                c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                # The walsender of a just-ended philotes may take a moment to let go.
+                for _ in range(300):
+                    try:
+                        c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                        break
+                    except psycopg.errors.ObjectInUse:
+                        time.sleep(0.1)
             c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
