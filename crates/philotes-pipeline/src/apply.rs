@@ -21,6 +21,9 @@ pub(crate) struct TableState<T> {
     pub key_idx: Vec<usize>,
     /// The table must be copied again before its stream goes on (see [`TableSink::adopt`]).
     pub recopy: bool,
+    /// The table left the publication (removed or dropped); it is let go once the stream has
+    /// passed this position, after its last changes are committed.
+    pub leaving: Option<Lsn>,
 }
 
 impl<T: TableSink> TableState<T> {
@@ -88,6 +91,8 @@ pub(crate) struct Applier<T> {
     pub txn: Option<Txn>,
     last_end: Option<Lsn>,
     warned: HashSet<u32>,
+    /// A table not replicated yet sent changes: look at the publication again.
+    pub unknown: bool,
     pub streamed_rows: u64,
 }
 
@@ -99,6 +104,7 @@ impl<T: TableSink> Applier<T> {
             txn: None,
             last_end: None,
             warned: HashSet::new(),
+            unknown: false,
             streamed_rows: 0,
         }
     }
@@ -150,7 +156,10 @@ impl<T: TableSink> Applier<T> {
                         .unwrap_or_default();
                     t.adopt(&rel.columns, lsn).await?;
                 } else if self.warned.insert(rel.oid) {
-                    tracing::warn!(table = %rel.table, "changes arrive for a table that was not in the publication when Philotes started; restart Philotes to copy it (its initial copy will include these changes)");
+                    // A table that joined the publication: the caller copies it after this
+                    // transaction (the copy includes these changes).
+                    tracing::info!(table = %rel.table, "changes arrive for a table Philotes does not replicate yet; it is copied next");
+                    self.unknown = true;
                 }
             }
             Change::Insert { rel, new } => self.write(rel, Op::Insert, &new).await?,
@@ -250,6 +259,13 @@ impl<T: TableSink> Applier<T> {
                 t.progress = progress;
             }
         }
+        self.tables.retain(|_, t| match t.leaving {
+            Some(at) if at <= end => {
+                tracing::info!(table = %t.source.name, "the table left the publication; its changelog stays as it is, and it no longer holds the slot");
+                false
+            }
+            _ => true,
+        });
         let confirm = self.cap().map_or(end, |c| c.min(end));
         stream.confirm(confirm);
         Ok(())
@@ -261,6 +277,8 @@ impl<T: TableSink> Applier<T> {
 pub(crate) struct FlushPolicy {
     pub interval: Duration,
     pub rows: u64,
+    /// How often to look for tables that joined or left the publication.
+    pub publication_poll: Duration,
 }
 
 /// Apply `stream` until `stop` is set (at a transaction boundary), the stream ends, or the
@@ -272,6 +290,7 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
     marker: Option<&str>,
     stop: &AtomicBool,
 ) -> Result<Ended> {
+    let started = Instant::now();
     let idle = flush
         .interval
         .min(Duration::from_millis(500))
@@ -334,6 +353,12 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
                 }
             }
         }
+        if applier.txn.is_none()
+            && !caught_up
+            && (applier.unknown || started.elapsed() >= flush.publication_poll)
+        {
+            return Ok(Ended::Refresh);
+        }
         let pending = applier.pending();
         let due = pending >= flush.rows || (pending > 0 && last_flush.elapsed() >= flush.interval);
         if applier.txn.is_none() && (due || caught_up || stop.load(Ordering::Relaxed)) {
@@ -352,6 +377,9 @@ pub(crate) enum Ended {
     Done,
     /// A table must be copied again first (its `recopy` is set); then call again.
     Recopy,
+    /// Time to look at the publication again (or a table not replicated yet sent changes);
+    /// then call again.
+    Refresh,
 }
 
 #[cfg(test)]

@@ -102,17 +102,43 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
     let flush = FlushPolicy {
         interval: settings.flush_interval,
         rows: settings.flush_rows,
+        publication_poll: PUBLICATION_POLL,
     };
-    while stream_changes(&mut applier, &mut stream, flush, marker.as_deref(), &stop).await?
-        == Ended::Recopy
-    {
+    loop {
+        let ended =
+            stream_changes(&mut applier, &mut stream, flush, marker.as_deref(), &stop).await?;
+        let now = match ended {
+            Ended::Done => break,
+            Ended::Recopy | Ended::Refresh => {
+                publication_tables(&client, &mut resolver, &settings.publication).await?
+            }
+        };
+        if ended == Ended::Refresh {
+            applier.unknown = false;
+            if !follow_publication(
+                &mut applier,
+                &mut stream,
+                now.clone(),
+                &catalog,
+                &client,
+                settings,
+            )
+            .await?
+            {
+                continue;
+            }
+            applier.flush(&mut stream).await?;
+        }
         // The copy reads the table as it is now: take its current columns first (the stream's
         // description may be older than the catalog).
-        let now = publication_tables(&client, &mut resolver, &settings.publication).await?;
         let mut to_copy: Vec<&mut TableState<ChangelogTable>> = applier
             .tables
             .values_mut()
-            .filter(|t| t.recopy && t.stopped.is_none() && t.lake.is_some())
+            .filter(|t| {
+                t.stopped.is_none()
+                    && t.lake.is_some()
+                    && (t.recopy || t.progress.snapshot_lsn.is_none())
+            })
             .collect();
         for t in to_copy.iter_mut() {
             if let Some(current) = now.iter().find(|s| s.oid == t.source.oid) {
@@ -141,6 +167,58 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
         confirmed: stream.confirmed(),
         streamed_rows: applier.streamed_rows,
     })
+}
+
+/// How often the stream looks for tables that joined or left the publication (a table's first
+/// change after joining triggers a look at once).
+const PUBLICATION_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Take in tables that joined the publication (to be copied) and let go of tables that left it.
+/// Returns whether a table joined.
+async fn follow_publication(
+    applier: &mut Applier<ChangelogTable>,
+    stream: &mut ReplicationStream,
+    now: Vec<SourceTable>,
+    lake: &Lake,
+    client: &tokio_postgres::Client,
+    settings: &Settings,
+) -> Result<bool> {
+    let current: std::collections::HashSet<u32> = now.iter().map(|s| s.oid).collect();
+    let gone: Vec<u32> = applier
+        .tables
+        .iter()
+        .filter(|(oid, t)| !current.contains(oid) && t.leaving.is_none())
+        .map(|(oid, _)| *oid)
+        .collect();
+    if !gone.is_empty() {
+        // Its changes before it left are all below the WAL's end now.
+        let at = preflight::current_wal_lsn(client).await?;
+        for oid in gone {
+            if let Some(t) = applier.tables.get_mut(&oid) {
+                tracing::info!(table = %t.source.name, until = %at, "the table left the publication (removed or dropped); its changes up to now are still applied");
+                t.leaving = Some(at);
+            }
+        }
+    }
+    let mut joined = false;
+    for st in now {
+        if let Some(t) = applier.tables.get_mut(&st.oid) {
+            if t.leaving.take().is_some() {
+                // Back before it was let go: changes in between may be missing.
+                t.recopy = true;
+                joined = true;
+            }
+            continue;
+        }
+        tracing::info!(table = %st.name, "a table joined the publication; copying it");
+        stream.remember(st.oid, &st.columns);
+        let mut state = open_table(st, lake, settings, false).await;
+        // A changelog from an earlier time in the publication misses what happened since.
+        state.recopy = state.progress.watermark.is_some();
+        applier.tables.insert(state.source.oid, state);
+        joined = true;
+    }
+    Ok(joined)
 }
 
 /// Copy `tables` (in name order) under one exported snapshot and take their new positions.
@@ -181,6 +259,7 @@ async fn open_table(
         progress: TableProgress::default(),
         key_idx,
         recopy: false,
+        leaving: None,
         source: st,
     };
     let ident = table_ident(&state.source.name, settings.namespace.as_deref());

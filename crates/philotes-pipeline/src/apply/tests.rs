@@ -174,6 +174,7 @@ fn table(oid: u32, watermark: Option<u64>) -> TableState<MemTable> {
         progress,
         key_idx: vec![0],
         recopy: false,
+        leaving: None,
     }
 }
 
@@ -239,6 +240,7 @@ async fn run(applier: &mut Applier<MemTable>, changes: Vec<Change>) -> Script {
     let policy = FlushPolicy {
         interval: std::time::Duration::from_secs(3600),
         rows: 1_000_000,
+        publication_poll: std::time::Duration::from_secs(3600),
     };
     let stop = AtomicBool::new(false);
     let ended = stream_changes(applier, &mut script, policy, None, &stop)
