@@ -54,6 +54,11 @@ class Source:
         """`philotes run --until-caught-up`; returns (exit code, stderr, peak RSS in KiB)."""
         return run_philotes(self.philotes_cmd("--until-caught-up", *extra), check=check, env=env, timeout=timeout)
 
+    def resync(self, *extra, check=True):
+        """`philotes resync --until-caught-up [TABLE...]`."""
+        cmd = [str(BINARY), "resync", *extra, "--source", self.url, "--data-dir", str(self.data_dir), "--until-caught-up"]
+        return run_philotes(cmd, check=check)
+
     def start(self, *extra):
         """Start `philotes run` in the background (for kill tests)."""
         return subprocess.Popen(

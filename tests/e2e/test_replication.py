@@ -441,6 +441,76 @@ def test_tables_join_and_leave_the_publication_while_streaming(source):
     assert moved
 
 
+def test_an_invalidated_slot_says_so_and_resync_recovers(source):
+    source.sql("CREATE TABLE kept (id int PRIMARY KEY, v text)")
+    source.sql("INSERT INTO kept VALUES (1, 'a'), (2, 'b')")
+    source.run()
+    source.sql("UPDATE kept SET v = 'changed while down' WHERE id = 1")
+    source.sql("DELETE FROM kept WHERE id = 2")
+    source.sql("INSERT INTO kept VALUES (3, 'c')")
+    # The source removes WAL the slot still needs: max_slot_wal_keep_size, 80 MB of WAL, checkpoints.
+    source.sql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+    source.sql("SELECT pg_reload_conf()")
+    try:
+        lost = False
+        for _ in range(5):
+            source.sql("SELECT pg_logical_emit_message(false, 'filler', repeat('x', 1000000)) FROM generate_series(1, 40)")
+            source.sql("SELECT pg_switch_wal()")
+            source.sql("CHECKPOINT")
+            (status,) = source.sql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'philotes'")[0]
+            if status == "lost":
+                lost = True
+                break
+        assert lost, status
+    finally:
+        source.sql("ALTER SYSTEM RESET max_slot_wal_keep_size")
+        source.sql("SELECT pg_reload_conf()")
+    code, err, _ = source.run(check=False)
+    assert code != 0 and "invalidated" in err and "philotes resync" in err, err[-2000:]
+    source.resync()
+    lake = source.lake()
+    assert assert_same(source, lake, "public.kept__changelog", "SELECT * FROM kept", ["id"]) == 2
+    ops = [r["_cdc_op"] for r in lake.changelog("public.kept__changelog")]
+    assert ops == ["S", "S", "T", "S", "S"], ops  # the first copy, then a truncate marker and the new copy
+    source.sql("INSERT INTO kept VALUES (4, 'd')")
+    source.run()  # and streaming goes on with the new slot
+    assert assert_same(source, lake, "public.kept__changelog", "SELECT * FROM kept", ["id"]) == 3
+
+
+def test_a_dropped_slot_stops_tables_until_resync(source):
+    source.sql("CREATE TABLE a (id int PRIMARY KEY)")
+    source.sql("CREATE TABLE b (id int PRIMARY KEY)")
+    source.sql("INSERT INTO a VALUES (1)")
+    source.sql("INSERT INTO b VALUES (1)")
+    source.run()
+    source.sql("SELECT pg_drop_replication_slot('philotes')")
+    source.sql("INSERT INTO a VALUES (2)")  # made while no slot existed: never streamed
+    source.sql("INSERT INTO b VALUES (2)")
+    code, err, _ = source.run(check=False)
+    assert code == 1 and "philotes resync public.a" in err and "philotes resync public.b" in err, err[-2000:]
+    code, err, _ = source.resync("public.a", check=False)  # exits 1: b still waits
+    assert code == 1 and "error: table public.b is stopped" in err and "error: table public.a" not in err
+    lake = source.lake()
+    assert assert_same(source, lake, "public.a__changelog", "SELECT * FROM a", ["id"]) == 2
+    code, err, _ = source.run(check=False)  # later runs still keep b apart (recorded in the table)
+    assert code == 1 and "error: table public.b is stopped" in err and "error: table public.a" not in err
+    source.resync("public.b")
+    assert assert_same(source, lake, "public.b__changelog", "SELECT * FROM b", ["id"]) == 2
+
+
+def test_heartbeats_move_a_quiet_slot(source):
+    source.sql("CREATE TABLE quiet (id int PRIMARY KEY)")
+    source.run()
+    (before,) = source.sql("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'philotes'")[0]
+    p = source.start("--flush-interval", "1s")
+    time.sleep(14)  # one heartbeat every 10 s, nothing else writes
+    p.terminate()
+    _, err = p.communicate(timeout=60)
+    (moved,) = source.sql(f"SELECT confirmed_flush_lsn > '{before}' FROM pg_replication_slots WHERE slot_name = 'philotes'")[0]
+    assert moved, err[-2000:]
+    assert "slot status" in err and "retained_wal_bytes" in err
+
+
 def test_publication_for_listed_tables(source):
     source.sql("CREATE TABLE wanted (id int PRIMARY KEY)")
     source.sql("CREATE TABLE unwanted (id int PRIMARY KEY)")

@@ -1,6 +1,7 @@
 //! `philotes`: one binary, one subcommand per job.
 //!
-//! `philotes run` replicates a PostgreSQL publication into Iceberg changelog tables. Flags and
+//! `philotes run` replicates a PostgreSQL publication into Iceberg changelog tables; `philotes
+//! resync` copies tables again first (after a lost slot, or to mend a stopped table). Flags and
 //! `PHILOTES_*` variables come from clap, the `--config` TOML file and defaults from
 //! `philotes-config`; see the README's configuration reference.
 
@@ -11,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
 use philotes_config::Layer;
-use philotes_core::{Error, ErrorKind, Secret};
+use philotes_core::{Error, ErrorKind, Secret, TableName};
+use philotes_pipeline::Resync;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +30,37 @@ struct Cli {
 enum Command {
     /// Replicate a publication into Iceberg changelog tables: initial copy, then the stream.
     Run(RunArgs),
+    /// Copy tables again, then replicate as `run` does: after the source invalidated or dropped
+    /// the slot (a new one is made), or to make a stopped table whole again.
+    Resync(ResyncArgs),
+}
+
+#[derive(Args, Debug)]
+struct ResyncArgs {
+    /// Tables to copy again, as schema.table; every table when none is named.
+    #[arg(value_name = "TABLE")]
+    tables_to_copy: Vec<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+impl ResyncArgs {
+    fn resync(&self) -> Result<Resync, Error> {
+        if self.tables_to_copy.is_empty() {
+            return Ok(Resync::All);
+        }
+        let mut list = Vec::new();
+        for t in &self.tables_to_copy {
+            let Some((schema, name)) = t.split_once('.') else {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("resync: `{t}` is not schema.table (e.g. public.orders)"),
+                ));
+            };
+            list.push(TableName::new(schema, name));
+        }
+        Ok(Resync::Tables(list))
+    }
 }
 
 #[derive(Args, Debug, Default)]
@@ -149,7 +182,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run(args).await,
+            Command::Run(args) => run(args, Resync::None).await,
+            Command::Resync(args) => match args.resync() {
+                Ok(resync) => run(args.run, resync).await,
+                Err(e) => Err(e),
+            },
         }
     });
     match result {
@@ -175,7 +212,7 @@ fn init_logging() {
         .init();
 }
 
-async fn run(args: RunArgs) -> Result<ExitCode, Error> {
+async fn run(args: RunArgs, resync: Resync) -> Result<ExitCode, Error> {
     let (config_file, flags) = args.layer();
     let file = match config_file {
         Some(path) => Layer::from_toml_file(&path)?,
@@ -184,7 +221,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, Error> {
     let settings = flags.over(file).resolve()?;
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stop.clone());
-    let report = philotes_pipeline::run(&settings, stop).await?;
+    let report = philotes_pipeline::run(&settings, stop, &resync).await?;
     tracing::info!(
         tables = report.tables,
         streamed_rows = report.streamed_rows,

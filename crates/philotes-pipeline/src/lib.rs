@@ -18,4 +18,4 @@ mod progress;
 mod run;
 mod snapshot;
 
-pub use run::{RunReport, TableError, run};
+pub use run::{Resync, RunReport, TableError, run};

@@ -36,9 +36,29 @@ pub struct RunReport {
     pub streamed_rows: u64,
 }
 
+/// Tables to copy again before streaming (`philotes resync`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Resync {
+    #[default]
+    None,
+    All,
+    Tables(Vec<TableName>),
+}
+
+impl Resync {
+    fn wants(&self, table: &TableName) -> bool {
+        match self {
+            Resync::None => false,
+            Resync::All => true,
+            Resync::Tables(list) => list.contains(table),
+        }
+    }
+}
+
 /// Run the pipeline until `stop` is set (at a transaction boundary), the stream ends, or with
 /// `until_caught_up`, everything committed on the source before the start is in Iceberg.
-pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport> {
+/// `resync` names tables to copy again first (an invalidated slot is then replaced).
+pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) -> Result<RunReport> {
     let source = settings.source.as_ref().ok_or_else(|| {
         Error::new(
             ErrorKind::Config,
@@ -50,6 +70,9 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
     conn.settle_prefer(&client).await?;
     preflight::check_server(&client, &settings.slot).await?;
     preflight::ensure_publication(&client, &settings.publication, &settings.tables).await?;
+    if *resync != Resync::None {
+        preflight::drop_lost_slot(&client, &settings.slot).await?;
+    }
     let slot = preflight::ensure_slot(&client, &settings.slot).await?;
     let catalog = open_catalog(settings).await?;
     let dead_letters = DeadLetters::new(&settings.data_dir);
@@ -61,7 +84,7 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
     }
     let mut tables: HashMap<u32, TableState<ChangelogTable>> = HashMap::new();
     for st in found {
-        let state = open_table(st, &catalog, settings, slot.created).await;
+        let state = open_table(st, &catalog, settings, slot.created, resync).await;
         tables.insert(state.source.oid, state);
     }
     tracing::info!(tables = tables.len(), slot = %settings.slot, confirmed = %slot.confirmed_flush, "source ready");
@@ -104,9 +127,29 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
         rows: settings.flush_rows,
         publication_poll: PUBLICATION_POLL,
     };
+    let mut health = SlotWatch::default();
     loop {
-        let ended =
-            stream_changes(&mut applier, &mut stream, flush, marker.as_deref(), &stop).await?;
+        let ended = match stream_changes(&mut applier, &mut stream, flush, marker.as_deref(), &stop)
+            .await
+        {
+            Ok(ended) => ended,
+            Err(e) if e.kind() == ErrorKind::Source => {
+                // Say why when the slot itself is gone; else the error as it came.
+                return Err(
+                    match preflight::slot_status(&client, &settings.slot).await {
+                        Ok(None) => preflight::missing_slot(&settings.slot),
+                        Ok(Some(s)) if s.wal_status == "lost" => {
+                            preflight::lost_slot(&settings.slot)
+                        }
+                        _ => e,
+                    },
+                );
+            }
+            Err(e) => return Err(e),
+        };
+        if ended == Ended::Refresh {
+            health.tick(&client, &settings.slot).await?;
+        }
         let now = match ended {
             Ended::Done => break,
             Ended::Recopy | Ended::Refresh => {
@@ -169,6 +212,52 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<RunReport
     })
 }
 
+/// Heartbeats, and the slot's health in the log.
+#[derive(Default)]
+struct SlotWatch {
+    last_log: Option<std::time::Instant>,
+    heartbeat_failed: bool,
+}
+
+impl SlotWatch {
+    /// Called every [`PUBLICATION_POLL`]: write a heartbeat, log retained WAL and lag once a
+    /// minute, and stop with the way out when the source invalidated or dropped the slot.
+    async fn tick(&mut self, client: &tokio_postgres::Client, slot: &str) -> Result<()> {
+        if let Err(e) = preflight::emit_heartbeat(client).await
+            && !self.heartbeat_failed
+        {
+            tracing::warn!(error = %e, "cannot write heartbeats (a read-only source?); a quiet database may make the source keep WAL longer");
+            self.heartbeat_failed = true;
+        }
+        let Some(status) = preflight::slot_status(client, slot).await? else {
+            return Err(preflight::missing_slot(slot));
+        };
+        match status.wal_status.as_str() {
+            "lost" => return Err(preflight::lost_slot(slot)),
+            "unreserved" => tracing::warn!(
+                slot,
+                retained_wal_bytes = status.retained_bytes,
+                "the slot's WAL is past max_slot_wal_keep_size and may be removed at the next checkpoint; Philotes is behind — give it more resources or raise max_slot_wal_keep_size"
+            ),
+            _ => {}
+        }
+        if self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
+        {
+            tracing::info!(
+                slot,
+                retained_wal_bytes = status.retained_bytes,
+                lag_bytes = status.lag_bytes,
+                wal_status = %status.wal_status,
+                "slot status"
+            );
+            self.last_log = Some(std::time::Instant::now());
+        }
+        Ok(())
+    }
+}
+
 /// How often the stream looks for tables that joined or left the publication (a table's first
 /// change after joining triggers a look at once).
 const PUBLICATION_POLL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -212,7 +301,7 @@ async fn follow_publication(
         }
         tracing::info!(table = %st.name, "a table joined the publication; copying it");
         stream.remember(st.oid, &st.columns);
-        let mut state = open_table(st, lake, settings, false).await;
+        let mut state = open_table(st, lake, settings, false, &Resync::None).await;
         // A changelog from an earlier time in the publication misses what happened since.
         state.recopy = state.progress.watermark.is_some();
         applier.tables.insert(state.source.oid, state);
@@ -251,6 +340,7 @@ async fn open_table(
     catalog: &Lake,
     settings: &Settings,
     slot_is_new: bool,
+    resync: &Resync,
 ) -> TableState<ChangelogTable> {
     let key_idx = key_indexes(&st.columns);
     let mut state = TableState {
@@ -289,18 +379,43 @@ async fn open_table(
             return state;
         }
     }
-    if slot_is_new && state.progress.watermark.is_some() {
-        let e = Error::new(
-            ErrorKind::SourceSetup,
-            format!(
-                "the replication slot {} was created anew, but this table's changelog already holds changes up to {}: changes made in between were not captured. Drop the changelog table to copy the table again",
-                settings.slot,
-                state.progress.watermark.map(|w| w.to_string()).unwrap_or_default()
-            ),
-        )
-        .with("table", &state.source.name);
+    let again = resync.wants(&state.source.name);
+    let resync_hint = format!(
+        "Run `philotes resync {}` with the same settings to copy the table again (its changelog keeps its history)",
+        state.source.name
+    );
+    if again && state.progress.snapshot_lsn.is_some() {
+        tracing::info!(table = %state.source.name, "copying the table again (resync)");
+        state.recopy = true;
+        return state;
+    }
+    let Some(lake) = state.lake.as_mut() else {
+        return state;
+    };
+    let stale = if slot_is_new && state.progress.watermark.is_some() {
+        let reason = format!(
+            "the replication slot {} was created anew, but this table's changelog already holds changes up to {}: changes made in between were not captured",
+            settings.slot,
+            state
+                .progress
+                .watermark
+                .map(|w| w.to_string())
+                .unwrap_or_default(),
+        );
+        // Remembered in the table, so later runs keep it apart until it is copied again.
+        if let Err(e) = lake.set_needs_resync(Some(reason.clone())).await {
+            tracing::warn!(table = %state.source.name, error = %e, "cannot record that the table needs a resync");
+        }
+        Some(reason)
+    } else {
+        lake.needs_resync().cloned()
+    };
+    if let Some(reason) = stale {
+        let e = Error::new(ErrorKind::SourceSetup, format!("{reason}. {resync_hint}"))
+            .with("table", &state.source.name);
         state.stop(e);
-        // This table's position belongs to a slot that no longer exists: it must not hold the new one.
+        // This table's position belongs to a slot it cannot continue from: it must not hold
+        // the slot.
         state.progress.watermark = None;
     }
     state

@@ -52,6 +52,8 @@ pub(crate) const META_COLUMNS: [&str; 5] = [
 pub const WATERMARK_KEY: &str = "philotes.watermark-lsn";
 pub const SNAPSHOT_KEY: &str = "philotes.snapshot-lsn";
 pub const SOURCE_KEY: &str = "philotes.source-table";
+/// Table property: why the table must be copied again before it can stream (until it is).
+pub const NEEDS_RESYNC_KEY: &str = "philotes.needs-resync";
 
 /// How often a failed commit is tried before the pipeline gives up (and resumes after restart).
 const COMMIT_ATTEMPTS: u32 = 5;
@@ -346,6 +348,29 @@ impl ChangelogTable {
         Ok(plan.recopy)
     }
 
+    /// Why the table must be copied again before it streams, if it must.
+    pub fn needs_resync(&self) -> Option<&String> {
+        self.table.metadata().properties().get(NEEDS_RESYNC_KEY)
+    }
+
+    /// Record (`Some`) or clear (`None`) that the table must be copied again, so every later
+    /// run knows it too.
+    pub async fn set_needs_resync(&mut self, reason: Option<String>) -> Result<()> {
+        let tx = Transaction::new(&self.table);
+        let action = tx.update_table_properties();
+        let action = match reason {
+            Some(r) => action.set(NEEDS_RESYNC_KEY.to_string(), r),
+            None => action.remove(NEEDS_RESYNC_KEY.to_string()),
+        };
+        let tx = action.apply(tx).map_err(|e| {
+            sink_error("cannot prepare a table property change", e).with("table", &self.source)
+        })?;
+        self.table = tx.commit(self.lake.catalog.as_ref()).await.map_err(|e| {
+            sink_error("cannot change a table property", e).with("table", &self.source)
+        })?;
+        Ok(())
+    }
+
     fn new_batcher(&self) -> Result<Batcher> {
         Batcher::new(
             self.columns.clone(),
@@ -489,7 +514,8 @@ impl TableSink for ChangelogTable {
 
     /// Commit everything appended so far as one Iceberg snapshot recording `progress`.
     async fn commit(&mut self, progress: TableProgress) -> Result<()> {
-        if progress.snapshot_lsn != self.progress.snapshot_lsn {
+        let copied_again = progress.snapshot_lsn != self.progress.snapshot_lsn;
+        if copied_again {
             self.recopy = false;
         }
         self.write_buffered().await?;
@@ -553,6 +579,9 @@ impl TableSink for ChangelogTable {
         }
         self.progress = progress;
         self.pending = 0;
+        if copied_again && self.needs_resync().is_some() {
+            self.set_needs_resync(None).await?;
+        }
         Ok(())
     }
 }

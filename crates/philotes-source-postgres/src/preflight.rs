@@ -165,9 +165,7 @@ pub async fn ensure_slot(client: &tokio_postgres::Client, slot: &str) -> Result<
             )));
         }
         if wal_status == "lost" {
-            return Err(setup(format!(
-                "replication slot {slot} was invalidated (wal_status = lost: the WAL it needed was removed, see max_slot_wal_keep_size); changes were lost on the source side. Drop the slot and the lake tables and start again to re-snapshot"
-            )));
+            return Err(lost_slot(slot));
         }
         let confirmed = confirmed
             .as_deref()
@@ -200,6 +198,90 @@ pub async fn current_wal_lsn(client: &tokio_postgres::Client) -> Result<Lsn> {
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await
         .map_err(|e| source_error("reading the current WAL position", e))?;
+    r.get::<_, String>(0).parse()
+}
+
+/// The error for a slot whose WAL is gone, with the way out.
+pub fn lost_slot(slot: &str) -> Error {
+    setup(format!(
+        "replication slot {slot} was invalidated (wal_status = lost: PostgreSQL removed WAL it still needed, see max_slot_wal_keep_size), so changes since its last position cannot be streamed. Run `philotes resync` with the same settings: it drops the lost slot, creates a new one and copies every table again (the changelogs keep their history)"
+    ))
+}
+
+/// The error for a slot that disappeared while Philotes used it.
+pub fn missing_slot(slot: &str) -> Error {
+    setup(format!(
+        "replication slot {slot} no longer exists (dropped on the source), so changes since its last position cannot be streamed. Run `philotes resync` with the same settings: it creates a new slot and copies every table again (the changelogs keep their history)"
+    ))
+}
+
+/// Drop `slot` if PostgreSQL invalidated it (for `philotes resync`); true when dropped.
+pub async fn drop_lost_slot(client: &tokio_postgres::Client, slot: &str) -> Result<bool> {
+    let lost = client
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND wal_status = 'lost'",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| source_error("looking up the replication slot", e))?
+        .is_some();
+    if lost {
+        client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await
+            .map_err(|e| source_error("dropping the lost replication slot", e))?;
+        tracing::warn!(
+            slot,
+            "dropped the invalidated replication slot; a new one is created and every table copied again"
+        );
+    }
+    Ok(lost)
+}
+
+/// How much WAL a slot holds on the source, and how far behind it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotStatus {
+    /// Bytes of WAL the source keeps for the slot (current WAL end − `restart_lsn`).
+    pub retained_bytes: i64,
+    /// Bytes between the current WAL end and the slot's confirmed position.
+    pub lag_bytes: i64,
+    /// `reserved`, `extended`, `unreserved` (about to be invalidated) or `lost`.
+    pub wal_status: String,
+}
+
+/// The slot's status, or `None` when it does not exist.
+pub async fn slot_status(
+    client: &tokio_postgres::Client,
+    slot: &str,
+) -> Result<Option<SlotStatus>> {
+    let row = client
+        .query_opt(
+            "SELECT COALESCE(pg_current_wal_lsn() - restart_lsn, 0)::bigint,
+                    COALESCE(pg_current_wal_lsn() - confirmed_flush_lsn, 0)::bigint,
+                    COALESCE(wal_status, '')
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| source_error("reading the replication slot's status", e))?;
+    Ok(row.map(|r| SlotStatus {
+        retained_bytes: r.get(0),
+        lag_bytes: r.get(1),
+        wal_status: r.get(2),
+    }))
+}
+
+/// Write a heartbeat into the WAL: the stream delivers it even when no replicated table
+/// changes, so the slot's position moves and a quiet database does not make the source keep
+/// WAL that other databases write.
+pub async fn emit_heartbeat(client: &tokio_postgres::Client) -> Result<Lsn> {
+    let r = client
+        .query_one(
+            "SELECT pg_logical_emit_message(false, 'philotes-heartbeat', '')::text",
+            &[],
+        )
+        .await
+        .map_err(|e| source_error("writing a heartbeat", e))?;
     r.get::<_, String>(0).parse()
 }
 
