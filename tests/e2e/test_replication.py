@@ -206,6 +206,11 @@ def test_unconvertible_value_goes_to_dead_letter_and_keeps_position(source):
     assert slot_backlog(source) > 0
     code, err, _ = source.run(check=False)  # still stopped, still not lost
     assert code == 1 and "public.prices" in err
+    # Fixed on the source, the table is mended by copying it again.
+    source.sql("UPDATE prices SET p = 2.25 WHERE id = 2")
+    source.resync("public.prices")
+    assert assert_same(source, source.lake(), "public.prices__changelog", "SELECT * FROM prices", ["id"]) == 2
+    source.run()
 
 
 def test_unconvertible_value_in_the_initial_copy_goes_to_dead_letter(source):
