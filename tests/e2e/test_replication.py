@@ -516,6 +516,39 @@ def test_heartbeats_move_a_quiet_slot(source):
     assert "slot status" in err and "retained_wal_bytes" in err
 
 
+def test_a_partitioned_table_is_replicated_as_its_root(source):
+    source.sql("CREATE TABLE events (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)")
+    source.sql("CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')")
+    source.sql("CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+    source.sql("INSERT INTO events VALUES (1, '2024-05-01', 'a'), (2, '2025-05-01', 'b')")
+    source.run()
+    source.sql("INSERT INTO events VALUES (3, '2024-06-01', 'c')")
+    source.sql("UPDATE events SET v = 'b2' WHERE id = 2")
+    source.sql("UPDATE events SET at = '2025-02-01' WHERE id = 1")  # moves to the other partition
+    source.sql("DELETE FROM events WHERE id = 3")
+    source.run()
+    lake = source.lake()
+    assert assert_same(source, lake, "public.events__changelog", "SELECT * FROM events", ["id", "at"]) == 2
+    names = {t[-1] for t in lake.catalog.list_tables("public")}
+    assert names == {"events__changelog"}, names
+
+
+def test_replica_identity_using_index(source):
+    source.sql("CREATE TABLE accounts (code text NOT NULL, n int, v text)")
+    source.sql("CREATE UNIQUE INDEX accounts_code ON accounts (code)")
+    source.sql("ALTER TABLE accounts REPLICA IDENTITY USING INDEX accounts_code")
+    source.sql("INSERT INTO accounts VALUES ('a', 1, 'x'), ('b', 2, 'y'), ('c', 3, 'z')")
+    source.run()
+    source.sql("UPDATE accounts SET v = 'y2' WHERE code = 'b'")
+    source.sql("UPDATE accounts SET code = 'a2' WHERE code = 'a'")  # the identity itself changes
+    source.sql("DELETE FROM accounts WHERE code = 'c'")
+    source.run()
+    lake = source.lake()
+    assert assert_same(source, lake, "public.accounts__changelog", "SELECT * FROM accounts", ["code"]) == 2
+    ops = [(r["code"], r["_cdc_op"]) for r in lake.changelog("public.accounts__changelog")][3:]
+    assert ops == [("b", "U"), ("a", "D"), ("a2", "U"), ("c", "D")], ops
+
+
 def test_publication_for_listed_tables(source):
     source.sql("CREATE TABLE wanted (id int PRIMARY KEY)")
     source.sql("CREATE TABLE unwanted (id int PRIMARY KEY)")

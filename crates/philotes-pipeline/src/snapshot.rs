@@ -68,6 +68,7 @@ async fn copy_one<T: TableSink>(
     let name = t.source.name.clone();
     let columns: Vec<String> = t.source.columns.iter().map(|c| c.name.clone()).collect();
     let descs = t.source.columns.clone();
+    let partitioned = t.source.partitioned;
     let lsn = snapshot.lsn;
     // Three stages on their own tasks, so both cores work: PostgreSQL's COPY stream is read
     // into chunks of whole tuples, the tuples are parsed in place and converted into Arrow
@@ -77,9 +78,9 @@ async fn copy_one<T: TableSink>(
         let conn = conn.clone();
         let snapshot_name = snapshot.name.clone();
         let table = name.clone();
-        tokio::spawn(
-            async move { copy_table(&conn, &snapshot_name, &table, &descs, chunk_tx).await },
-        )
+        tokio::spawn(async move {
+            copy_table(&conn, &snapshot_name, &table, &descs, partitioned, chunk_tx).await
+        })
     };
     let (batch_tx, mut batch_rx) = mpsc::channel(2);
     let mut batcher = lake.batcher();

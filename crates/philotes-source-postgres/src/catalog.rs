@@ -28,6 +28,9 @@ pub struct SourceTable {
     pub name: TableName,
     pub replica_identity: ReplicaIdentity,
     pub has_primary_key: bool,
+    /// A partitioned table, replicated as its root (`publish_via_partition_root`): its rows
+    /// live in its partitions, so a copy must not say `ONLY`.
+    pub partitioned: bool,
     /// Columns in attribute order; `is_key` marks the primary key (or the replica identity
     /// index under `REPLICA IDENTITY USING INDEX`).
     pub columns: Vec<ColumnDesc>,
@@ -145,7 +148,8 @@ pub async fn publication_tables(
     let rows = client
         .query(
             "SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text::\"char\",
-                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+                    c.relkind = 'p', c.relispartition
              FROM pg_publication_tables pt
              JOIN pg_namespace n ON n.nspname = pt.schemaname
              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
@@ -163,12 +167,17 @@ pub async fn publication_tables(
         let replica_identity =
             ReplicaIdentity::from_byte(ident as u8).unwrap_or(ReplicaIdentity::Default);
         let has_primary_key: bool = r.get(4);
+        let partitioned: bool = r.get(5);
+        if r.get::<_, bool>(6) {
+            tracing::warn!(table = %name, publication, "a partition is replicated on its own (the publication does not publish via the partition root); for one changelog per partitioned table: ALTER PUBLICATION … SET (publish_via_partition_root = true)");
+        }
         let columns = table_columns(client, resolver, oid, replica_identity).await?;
         tables.push(SourceTable {
             oid,
             name,
             replica_identity,
             has_primary_key,
+            partitioned,
             columns,
         });
     }

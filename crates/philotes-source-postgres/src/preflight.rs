@@ -89,8 +89,9 @@ pub async fn ensure_publication(
         let list: Vec<String> = tables.iter().map(|t| quote_qualified(t)).collect();
         format!("FOR TABLE {}", list.join(", "))
     };
+    // Partitioned tables are replicated as their root: one changelog per table as users see it.
     let sql = format!(
-        "CREATE PUBLICATION {} {target}",
+        "CREATE PUBLICATION {} {target} WITH (publish_via_partition_root = true)",
         philotes_core::change::quote_ident(publication)
     );
     client.batch_execute(&sql).await.map_err(|e| {

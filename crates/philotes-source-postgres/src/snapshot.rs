@@ -269,6 +269,7 @@ pub async fn copy_table(
     snapshot_name: &str,
     table: &TableName,
     columns: &[ColumnDesc],
+    partitioned: bool,
     tx: mpsc::Sender<CopyChunk>,
 ) -> Result<u64> {
     let client = conn.connect().await?;
@@ -280,8 +281,11 @@ pub async fn copy_table(
         .await
         .map_err(|e| source_error("adopting the exported snapshot", e))?;
     let (list, binary) = select_list(columns);
+    // `ONLY` keeps inheritance children out; a partitioned table's rows are all in its
+    // partitions.
+    let only = if partitioned { "" } else { "ONLY " };
     let sql = format!(
-        "COPY (SELECT {list} FROM ONLY {}) TO STDOUT (FORMAT binary)",
+        "COPY (SELECT {list} FROM {only}{}) TO STDOUT (FORMAT binary)",
         table.quoted()
     );
     let stream = client

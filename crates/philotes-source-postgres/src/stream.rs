@@ -81,7 +81,7 @@ impl ReplicationStream {
             return Ok(true);
         }
         let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM ONLY {} WHERE {} IS NOT NULL)",
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)",
             table.quoted(),
             philotes_core::change::quote_ident(column)
         );

@@ -164,6 +164,7 @@ fn table(oid: u32, watermark: Option<u64>) -> TableState<MemTable> {
             name: TableName::new("public", format!("t{oid}")),
             replica_identity: ReplicaIdentity::Default,
             has_primary_key: true,
+            partitioned: false,
             columns: columns(),
         },
         lake: Some(MemTable {
