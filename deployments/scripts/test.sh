@@ -22,6 +22,9 @@ cargo build --workspace --locked
 step "cargo test"
 cargo test --workspace --locked
 
+step "fuzzing the pgoutput decoder (2 minutes; any crash fails the run)"
+bash deployments/scripts/fuzz.sh 120
+
 step "tiny benchmark (proves the benchmark runs; asserts nothing about speed)"
 "$root/.venv/bin/python" deployments/scripts/bench.py --binary target/debug/philotes \
   --narrow-rows 20000 --wide-rows 2000 --stream-changes 2000 --single-row-changes 100 \
