@@ -104,8 +104,8 @@ fn fixed<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
 
 fn date(days: i32) -> Result<i32, String> {
     match days {
-        i32::MAX => parse::infinite("infinity").map(|_| 0),
-        i32::MIN => parse::infinite("-infinity").map(|_| 0),
+        i32::MAX => Ok(parse::INFINITY_DAYS),
+        i32::MIN => Ok(parse::MINUS_INFINITY_DAYS),
         d => d
             .checked_add(PG_EPOCH_DAYS)
             .ok_or_else(|| format!("date {d} days after 2000-01-01 is out of range")),
@@ -114,8 +114,8 @@ fn date(days: i32) -> Result<i32, String> {
 
 fn timestamp(us: i64) -> Result<i64, String> {
     match us {
-        i64::MAX => parse::infinite("infinity").map(|_| 0),
-        i64::MIN => parse::infinite("-infinity").map(|_| 0),
+        i64::MAX => Ok(parse::INFINITY_US),
+        i64::MIN => Ok(parse::MINUS_INFINITY_US),
         u => u
             .checked_add(PG_EPOCH_US)
             .ok_or_else(|| format!("timestamp {u} µs after 2000-01-01 is out of range")),
@@ -258,17 +258,6 @@ mod tests {
     fn bad_binary_values_are_errors() {
         for (type_oid, ty, b) in [
             (oid::INT4, ColumnType::Int32, &[0u8, 1][..]),
-            (oid::DATE, ColumnType::Date, &i32::MAX.to_be_bytes()[..]),
-            (
-                oid::TIMESTAMPTZ,
-                ColumnType::Timestamptz,
-                &i64::MIN.to_be_bytes()[..],
-            ),
-            (
-                oid::TIMESTAMP,
-                ColumnType::Timestamp,
-                &i64::MAX.to_be_bytes()[..],
-            ),
             (oid::TIME, ColumnType::Time, &(-1i64).to_be_bytes()[..]),
             (oid::JSONB, ColumnType::Text, &b"\x02{}"[..]),
             (oid::TEXT, ColumnType::Text, &[0xff][..]),
@@ -277,8 +266,33 @@ mod tests {
         ] {
             assert!(decode_binary(type_oid, &ty, b).is_err(), "{type_oid} {b:?}");
         }
-        let max = i32::MAX.to_be_bytes();
-        let inf = decode_binary(oid::DATE, &ColumnType::Date, &max);
-        assert_eq!(inf, Err(parse::infinite("infinity").unwrap_err()));
+    }
+
+    #[test]
+    fn infinities_map_as_their_text_forms_do() {
+        same(
+            oid::DATE,
+            ColumnType::Date,
+            &i32::MAX.to_be_bytes(),
+            "infinity",
+        );
+        same(
+            oid::DATE,
+            ColumnType::Date,
+            &i32::MIN.to_be_bytes(),
+            "-infinity",
+        );
+        same(
+            oid::TIMESTAMP,
+            ColumnType::Timestamp,
+            &i64::MAX.to_be_bytes(),
+            "infinity",
+        );
+        same(
+            oid::TIMESTAMPTZ,
+            ColumnType::Timestamptz,
+            &i64::MIN.to_be_bytes(),
+            "-infinity",
+        );
     }
 }

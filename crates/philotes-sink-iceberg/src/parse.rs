@@ -156,13 +156,27 @@ fn era(s: &str) -> (&str, bool) {
     }
 }
 
-pub(crate) fn infinite(s: &str) -> ParseResult<()> {
-    if s == "infinity" || s == "-infinity" {
-        return Err(format!(
-            "`{s}` has no exact Iceberg value (a documented mapping for infinite dates comes with a later version)"
-        ));
+/// `infinity` and `-infinity` have no Iceberg value; they map to the last and first instants
+/// every engine can read (documented in docs/changelog-tables.md): 9999-12-31 and 0001-01-01.
+pub(crate) const INFINITY_DAYS: i32 = 2_932_896; // 9999-12-31
+pub(crate) const MINUS_INFINITY_DAYS: i32 = -719_162; // 0001-01-01
+pub(crate) const INFINITY_US: i64 = 253_402_300_799_999_999; // 9999-12-31 23:59:59.999999
+pub(crate) const MINUS_INFINITY_US: i64 = -62_135_596_800_000_000; // 0001-01-01 00:00:00
+
+fn infinite_days(s: &str) -> Option<i32> {
+    match s {
+        "infinity" => Some(INFINITY_DAYS),
+        "-infinity" => Some(MINUS_INFINITY_DAYS),
+        _ => None,
     }
-    Ok(())
+}
+
+fn infinite_micros(s: &str) -> Option<i64> {
+    match s {
+        "infinity" => Some(INFINITY_US),
+        "-infinity" => Some(MINUS_INFINITY_US),
+        _ => None,
+    }
 }
 
 /// `YYYY-MM-DD` (year may have more than four digits) → days since the Unix epoch.
@@ -197,7 +211,9 @@ fn date_fields(s: &str) -> Option<(i64, i64, i64)> {
 }
 
 pub fn date(s: &str) -> ParseResult<i32> {
-    infinite(s)?;
+    if let Some(d) = infinite_days(s) {
+        return Ok(d);
+    }
     let (body, bc) = era(s);
     let days = date_part(body, bc)?;
     i32::try_from(days).map_err(|_| format!("`{s}` is out of range"))
@@ -281,7 +297,9 @@ fn time_fields(s: &str) -> Option<(i64, i64, i64, i64)> {
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][ BC]` → microseconds since the Unix epoch.
 pub fn timestamp(s: &str) -> ParseResult<i64> {
-    infinite(s)?;
+    if let Some(us) = infinite_micros(s) {
+        return Ok(us);
+    }
     let (body, bc) = era(s);
     let (d, t) = body
         .split_once(' ')
@@ -291,7 +309,9 @@ pub fn timestamp(s: &str) -> ParseResult<i64> {
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]±HH[:MM[:SS]][ BC]` → microseconds since the Unix epoch, UTC.
 pub fn timestamptz(s: &str) -> ParseResult<i64> {
-    infinite(s)?;
+    if let Some(us) = infinite_micros(s) {
+        return Ok(us);
+    }
     let (body, bc) = era(s);
     let (d, rest) = body
         .split_once(' ')
@@ -445,7 +465,16 @@ mod tests {
         assert_eq!(date("1969-12-31"), Ok(-1));
         assert_eq!(date("0001-01-01 BC"), Ok(-719_528)); // astronomical year 0
         assert!(date("2023-02-29").is_err());
-        assert!(date("infinity").is_err());
+        assert_eq!(date("infinity"), date("9999-12-31"));
+        assert_eq!(date("-infinity"), date("0001-01-01"));
+        assert_eq!(
+            timestamp("infinity"),
+            timestamp("9999-12-31 23:59:59.999999")
+        );
+        assert_eq!(
+            timestamptz("-infinity"),
+            timestamptz("0001-01-01 00:00:00+00")
+        );
         assert_eq!(time("00:00:01.5"), Ok(1_500_000));
         assert_eq!(time("24:00:00"), Ok(US_PER_DAY));
         assert!(time("25:00:00").is_err());

@@ -184,14 +184,24 @@ pub async fn publication_tables(
     Ok(tables)
 }
 
-/// The current `attnum` and `atthasmissing` of every column of a table, by name.
-pub async fn attnums(
+/// What the catalog says of a column beyond the stream's description.
+#[derive(Clone, Copy, Debug)]
+pub struct ColumnFacts {
+    pub attnum: i16,
+    /// `atthasmissing`: added with a default stored without rewriting the table.
+    pub has_missing: bool,
+    /// Declared array dimensions (`int[][]` → 2).
+    pub ndims: i32,
+}
+
+/// The current facts of every column of a table, by name.
+pub async fn column_facts(
     client: &tokio_postgres::Client,
     table_oid: u32,
-) -> Result<HashMap<String, (i16, bool)>> {
+) -> Result<HashMap<String, ColumnFacts>> {
     let rows = client
         .query(
-            "SELECT attname::text, attnum, atthasmissing FROM pg_attribute
+            "SELECT attname::text, attnum, atthasmissing, attndims FROM pg_attribute
              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
             &[&table_oid],
         )
@@ -199,8 +209,23 @@ pub async fn attnums(
         .map_err(|e| source_error("reading a table's column numbers", e))?;
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .map(|r| {
+            let facts = ColumnFacts {
+                attnum: r.get(1),
+                has_missing: r.get(2),
+                ndims: r.get(3),
+            };
+            (r.get(0), facts)
+        })
         .collect())
+}
+
+/// Arrays declared with more than one dimension keep their text form: a list holds one.
+pub fn lake_type_for_dims(ty: ColumnType, ndims: i32) -> ColumnType {
+    match ty {
+        ColumnType::List(_) if ndims > 1 => ColumnType::Text,
+        other => other,
+    }
 }
 
 async fn table_columns(
@@ -218,7 +243,7 @@ async fn table_columns(
         "SELECT a.attname::text, a.atttypid, a.atttypmod,
                 EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND {key_index}
                         AND a.attnum = ANY (i.indkey)),
-                a.attnum, a.atthasmissing
+                a.attnum, a.atthasmissing, a.attndims
          FROM pg_attribute a
          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
          ORDER BY a.attnum"
@@ -236,7 +261,10 @@ async fn table_columns(
             type_oid,
             type_modifier,
             is_key: r.get(3),
-            ty: resolver.resolve(client, type_oid, type_modifier).await?,
+            ty: lake_type_for_dims(
+                resolver.resolve(client, type_oid, type_modifier).await?,
+                r.get(6),
+            ),
             attnum: Some(r.get(4)),
             filled_on_add: r.get(5),
         });

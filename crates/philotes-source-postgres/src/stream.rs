@@ -216,7 +216,7 @@ impl ReplicationStream {
             } => {
                 // The catalog is at its current state, which may be past this message: a name
                 // it no longer has gets no attnum (the sink then matches by name).
-                let attnums = crate::catalog::attnums(&self.catalog, oid).await?;
+                let facts = crate::catalog::column_facts(&self.catalog, oid).await?;
                 let schema = if namespace.is_empty() {
                     "pg_catalog".to_string()
                 } else {
@@ -229,17 +229,21 @@ impl ReplicationStream {
                         .resolver
                         .resolve(&self.catalog, c.type_oid, c.type_modifier)
                         .await?;
-                    let found = attnums.get(&c.name).copied();
+                    let found = facts.get(&c.name).copied();
                     let new = match (found, self.seen.get(&oid)) {
-                        (Some((n, _)), Some(before)) => !before.contains(&n),
+                        (Some(f), Some(before)) => !before.contains(&f.attnum),
                         _ => false,
                     };
                     let filled = match found {
-                        Some((_, missing)) if new => self.filled(&table, &c.name, missing).await?,
+                        Some(f) if new => self.filled(&table, &c.name, f.has_missing).await?,
                         _ => false,
                     };
+                    let ty = match found {
+                        Some(f) => crate::catalog::lake_type_for_dims(ty, f.ndims),
+                        None => ty,
+                    };
                     cols.push(ColumnDesc {
-                        attnum: found.map(|(n, _)| n),
+                        attnum: found.map(|f| f.attnum),
                         filled_on_add: filled,
                         name: c.name,
                         type_oid: c.type_oid,
