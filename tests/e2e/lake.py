@@ -40,6 +40,7 @@ class Lake:
     def current_state(self, ident, key):
         """{key tuple: row dict without metadata} per the contract."""
         state = {}
+        deleted = None  # (lsn, seq, row) of the last D: a key change writes D then U
         for r in self.changelog(ident):
             op = r["_cdc_op"]
             if op == "T":
@@ -47,11 +48,13 @@ class Lake:
                 continue
             k = tuple(r[c] for c in key)
             if op == "D":
-                state.pop(k, None)
+                deleted = (r["_cdc_lsn"], r["_cdc_seq"], state.pop(k, None))
                 continue
             row = {c: v for c, v in r.items() if c not in META}
             for col in r["_cdc_unchanged"] or []:
                 prev = state.get(k)
+                if prev is None and deleted and deleted[:2] == (r["_cdc_lsn"], r["_cdc_seq"] - 1):
+                    prev = deleted[2]  # the key changed: the value was the old key's
                 assert prev is not None, f"unchanged TOAST column {col} with no earlier value for key {k}"
                 row[col] = prev[col]
             state[k] = row

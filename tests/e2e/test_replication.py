@@ -182,9 +182,15 @@ def test_unchanged_toast_is_recorded_not_nulled(source):
     assert sorted(last["_cdc_unchanged"]) == ["body", "meta"]
     assert last["body"] is None  # not resent by PostgreSQL; the reader carries it forward
     assert_same(source, lake, "public.docs__changelog", "SELECT id, title, body, meta::text AS meta FROM docs", ["id"])
+    # A chain of updates that leave the big columns alone, and a key change that does too.
+    source.sql("UPDATE docs SET title = 'second' WHERE id = 1")
+    source.sql("UPDATE docs SET title = 'third' WHERE id = 1")
+    source.sql("UPDATE docs SET id = 2 WHERE id = 1")
+    source.run()
+    assert_same(source, lake, "public.docs__changelog", "SELECT id, title, body, meta::text AS meta FROM docs", ["id"])
     # Under REPLICA IDENTITY FULL the old row carries the value, so it is written out in full.
     source.sql("ALTER TABLE docs REPLICA IDENTITY FULL")
-    source.sql("UPDATE docs SET title = 'again' WHERE id = 1")
+    source.sql("UPDATE docs SET title = 'again' WHERE id = 2")
     source.run()
     last = lake.changelog("public.docs__changelog")[-1]
     assert last["_cdc_unchanged"] is None and last["body"] == big
