@@ -33,6 +33,8 @@ pub enum ColumnType {
     Uuid,
     /// A one-dimensional array.
     List(Box<ColumnType>),
+    /// A composite type: its attributes, in order.
+    Struct(Vec<(String, ColumnType)>),
 }
 
 impl ColumnType {
@@ -53,6 +55,13 @@ impl ColumnType {
             ColumnType::Timestamptz => "timestamptz".into(),
             ColumnType::Uuid => "uuid".into(),
             ColumnType::List(e) => format!("list<{}>", e.describe()),
+            ColumnType::Struct(fields) => {
+                let inner: Vec<String> = fields
+                    .iter()
+                    .map(|(n, t)| format!("{n}:{}", t.describe()))
+                    .collect();
+                format!("struct<{}>", inner.join(","))
+            }
         }
     }
 }

@@ -12,9 +12,9 @@ use arrow_array::builder::{
     Float64Builder, Int32Builder, Int64Builder, LargeBinaryBuilder, StringBuilder,
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, ListArray};
+use arrow_array::{ArrayRef, ListArray, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
-use arrow_schema::{DataType, FieldRef};
+use arrow_schema::{DataType, FieldRef, Fields};
 use philotes_core::ColumnType;
 
 use crate::parse;
@@ -35,6 +35,7 @@ pub enum Value<'a> {
     Bytes(&'a [u8]),
     Uuid([u8; 16]),
     List(Vec<Value<'a>>),
+    Struct(Vec<Value<'a>>),
 }
 
 /// Parse one text value as `ty`.
@@ -73,6 +74,24 @@ fn parse_str<'a>(ty: &ColumnType, s: &'a str) -> Result<Value<'a>, String> {
             }
             Value::List(items)
         }
+        ColumnType::Struct(types) => {
+            let fields = parse::composite_fields(s)?;
+            if fields.len() != types.len() {
+                return Err(format!(
+                    "composite value has {} fields, its type {}",
+                    fields.len(),
+                    types.len()
+                ));
+            }
+            let mut values = Vec::with_capacity(fields.len());
+            for (f, (_, ty)) in fields.into_iter().zip(types) {
+                values.push(match f {
+                    None => Value::Null,
+                    Some(text) => owned(parse_str(ty, &text)?),
+                });
+            }
+            Value::Struct(values)
+        }
     })
 }
 
@@ -92,6 +111,7 @@ fn owned(v: Value<'_>) -> Value<'static> {
         Value::Bytes(b) => Value::Bin(b.to_vec()),
         Value::Uuid(u) => Value::Uuid(u),
         Value::List(items) => Value::List(items.into_iter().map(owned).collect()),
+        Value::Struct(items) => Value::Struct(items.into_iter().map(owned).collect()),
     }
 }
 
@@ -114,6 +134,11 @@ pub enum ColumnBuilder {
         offsets: Vec<i32>,
         nulls: NullBufferBuilder,
         child: Box<ColumnBuilder>,
+    },
+    Struct {
+        fields: Fields,
+        nulls: NullBufferBuilder,
+        children: Vec<ColumnBuilder>,
     },
 }
 
@@ -164,6 +189,19 @@ impl ColumnBuilder {
                 nulls: NullBufferBuilder::new(cap),
                 child: Box::new(ColumnBuilder::new(elem, field.data_type())?),
             },
+            (ColumnType::Struct(types), DataType::Struct(fields))
+                if types.len() == fields.len() =>
+            {
+                let mut children = Vec::with_capacity(types.len());
+                for ((_, ty), f) in types.iter().zip(fields.iter()) {
+                    children.push(ColumnBuilder::new(ty, f.data_type())?);
+                }
+                ColumnBuilder::Struct {
+                    fields: fields.clone(),
+                    nulls: NullBufferBuilder::new(cap),
+                    children,
+                }
+            }
             (ty, dt) => {
                 return Err(format!(
                     "lake column type {dt} does not hold {}",
@@ -193,6 +231,29 @@ impl ColumnBuilder {
                 let last = offsets.last().copied().unwrap_or(0);
                 offsets.push(last);
                 nulls.append_null();
+            }
+            (
+                ColumnBuilder::Struct {
+                    nulls, children, ..
+                },
+                Value::Null,
+            ) => {
+                // Children keep the struct's length; their slots are hidden by its null.
+                for c in children.iter_mut() {
+                    c.append(&Value::Null)?;
+                }
+                nulls.append_null();
+            }
+            (
+                ColumnBuilder::Struct {
+                    nulls, children, ..
+                },
+                Value::Struct(items),
+            ) if items.len() == children.len() => {
+                for (c, item) in children.iter_mut().zip(items) {
+                    c.append(item)?;
+                }
+                nulls.append_non_null();
             }
             (ColumnBuilder::I32(b), Value::I32(x)) => b.append_value(*x),
             (ColumnBuilder::Date(b), Value::I32(x)) => b.append_value(*x),
@@ -275,6 +336,20 @@ impl ColumnBuilder {
                 .map_err(|e| e.to_string())?;
                 Arc::new(list)
             }
+            ColumnBuilder::Struct {
+                fields,
+                nulls,
+                children,
+            } => {
+                let arrays = children
+                    .iter_mut()
+                    .map(ColumnBuilder::finish)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Arc::new(
+                    StructArray::try_new(fields.clone(), arrays, nulls.finish())
+                        .map_err(|e| e.to_string())?,
+                )
+            }
         })
     }
 }
@@ -297,6 +372,58 @@ mod tests {
         assert_eq!(arr.len(), 3);
         assert_eq!(arr.null_count(), 1);
         assert!(parse_value(&ty, b"{1,x}").is_err());
+    }
+
+    #[test]
+    fn composite_values_become_structs() {
+        let ty = ColumnType::Struct(vec![
+            ("a".into(), ColumnType::Int32),
+            ("b".into(), ColumnType::Text),
+            ("c".into(), ColumnType::List(Box::new(ColumnType::Text))),
+        ]);
+        let v = parse_value(&ty, br#"(1,"x, \"y\"",)"#).unwrap();
+        assert_eq!(
+            v,
+            Value::Struct(vec![
+                Value::I32(1),
+                Value::Owned("x, \"y\"".into()),
+                Value::Null
+            ])
+        );
+        let v = parse_value(&ty, br#"(,"",{q})"#).unwrap();
+        assert_eq!(
+            v,
+            Value::Struct(vec![
+                Value::Null,
+                Value::Owned(String::new()),
+                Value::List(vec![Value::Owned("q".into())])
+            ])
+        );
+        assert!(parse_value(&ty, b"(1,2)").is_err(), "too few fields");
+        assert!(parse_value(&ty, b"1,2,3").is_err(), "no parentheses");
+        assert!(
+            parse_value(&ty, br#"(1,"open,)"#).is_err(),
+            "unclosed quote"
+        );
+    }
+
+    #[test]
+    fn a_null_list_of_structs_stays_null() {
+        let st = ColumnType::Struct(vec![("a".into(), ColumnType::Int32)]);
+        let ty = ColumnType::List(Box::new(st));
+        let inner = Fields::from(vec![arrow_schema::Field::new("a", DataType::Int32, true)]);
+        let field = Arc::new(arrow_schema::Field::new(
+            "element",
+            DataType::Struct(inner),
+            true,
+        ));
+        let mut b = ColumnBuilder::new(&ty, &DataType::List(field)).unwrap();
+        b.append(&parse_value(&ty, br#"{"(1)",NULL}"#).unwrap())
+            .unwrap();
+        b.append(&Value::Null).unwrap();
+        b.append(&parse_value(&ty, b"{}").unwrap()).unwrap();
+        let arr = b.finish().unwrap();
+        assert!(!arr.is_null(0) && arr.is_null(1) && !arr.is_null(2));
     }
 
     #[test]

@@ -74,6 +74,12 @@ pub fn lake_type(t: &Type) -> Option<ColumnType> {
             _ => return None,
         },
         Type::List(l) => ColumnType::List(Box::new(lake_type(&l.element_field.field_type)?)),
+        Type::Struct(s) => ColumnType::Struct(
+            s.fields()
+                .iter()
+                .map(|f| Some((f.name.clone(), lake_type(&f.field_type)?)))
+                .collect::<Option<Vec<_>>>()?,
+        ),
         _ => return None,
     })
 }

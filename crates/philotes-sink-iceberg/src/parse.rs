@@ -341,6 +341,54 @@ fn combine(s: &str, days: i64, time_us: i64, offset_us: i64) -> ParseResult<i64>
         .ok_or_else(|| format!("`{s}` is out of range"))
 }
 
+/// Split a composite value's text form `(a,"b c",)` into its fields (`None` for NULL), undoing
+/// `record_out`'s quoting: a field is quoted when it needs to be, `""` and `\\` escape inside.
+pub fn composite_fields(s: &str) -> ParseResult<Vec<Option<String>>> {
+    let bad = || format!("`{}` is not a composite value", truncate(s));
+    let body = s
+        .strip_prefix('(')
+        .and_then(|b| b.strip_suffix(')'))
+        .ok_or_else(bad)?;
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false; // inside quotes now
+    let mut had_quotes = false; // this field had quotes (so it is not NULL)
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cur.push(chars.next().ok_or_else(bad)?),
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => {
+                quoted = !quoted;
+                had_quotes = true;
+            }
+            ',' if !quoted => {
+                fields.push(field(&mut cur, &mut had_quotes));
+            }
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err(bad());
+    }
+    fields.push(field(&mut cur, &mut had_quotes));
+    Ok(fields)
+}
+
+fn field(cur: &mut String, had_quotes: &mut bool) -> Option<String> {
+    let f = if cur.is_empty() && !*had_quotes {
+        None
+    } else {
+        Some(std::mem::take(cur))
+    };
+    cur.clear();
+    *had_quotes = false;
+    f
+}
+
 /// Split a one-dimensional PostgreSQL array literal into its elements (`None` for NULL).
 pub fn array_elements(s: &str) -> ParseResult<Vec<Option<String>>> {
     let body = if s.starts_with('[') {

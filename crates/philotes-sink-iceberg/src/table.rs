@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use iceberg::spec::{DataFile, DataFileFormat, ListType, NestedField, PrimitiveType, Schema, Type};
+use iceberg::spec::{
+    DataFile, DataFileFormat, ListType, NestedField, PrimitiveType, Schema, StructType, Type,
+};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
@@ -125,6 +127,20 @@ pub(crate) fn iceberg_type(ty: &ColumnType, next_id: &mut i32) -> Type {
             return Type::List(ListType::new(
                 NestedField::list_element(id, elem_ty, false).into(),
             ));
+        }
+        ColumnType::Struct(fields) => {
+            // Ids for this level first, then for what is nested inside (as for top level).
+            let first = *next_id + 1;
+            *next_id += fields.len() as i32;
+            let nested = fields
+                .iter()
+                .enumerate()
+                .map(|(i, (name, ty))| {
+                    let ty = iceberg_type(ty, next_id);
+                    NestedField::optional(first + i as i32, name.clone(), ty).into()
+                })
+                .collect();
+            return Type::Struct(StructType::new(nested));
         }
     })
 }

@@ -5,6 +5,8 @@
 //! written) is not in the stream at all under `REPLICA IDENTITY FULL`.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use philotes_core::types::scalar_type;
 use philotes_core::{ColumnDesc, ColumnType, Error, ErrorKind, ReplicaIdentity, Result, TableName};
@@ -44,6 +46,7 @@ pub struct TypeResolver {
 
 struct PgTypeRow {
     typtype: i8,
+    typrelid: u32,
     typelem: u32,
     typbasetype: u32,
     typtypmod: i32,
@@ -64,18 +67,30 @@ impl TypeResolver {
             return Ok(t.clone());
         }
         let resolved = self
-            .resolve_uncached(client, type_oid, type_modifier)
+            .resolve_uncached(client, type_oid, type_modifier, 0)
             .await?;
         self.cache
             .insert((type_oid, type_modifier), resolved.clone());
         Ok(resolved)
     }
 
-    async fn resolve_uncached(
+    /// Composite types resolve their attributes in turn (boxed: the future is recursive).
+    fn resolve_uncached<'a>(
+        &'a self,
+        client: &'a tokio_postgres::Client,
+        oid: u32,
+        typmod: i32,
+        depth: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<ColumnType>> + Send + 'a>> {
+        Box::pin(self.resolve_inner(client, oid, typmod, depth))
+    }
+
+    async fn resolve_inner(
         &self,
         client: &tokio_postgres::Client,
         mut oid: u32,
         mut typmod: i32,
+        depth: usize,
     ) -> Result<ColumnType> {
         let mut in_array = false;
         // Domains unwrap to their base type; one array level becomes a list.
@@ -104,6 +119,23 @@ impl TypeResolver {
                         ColumnType::Text
                     });
                 }
+                b'c' if row.typrelid != 0 && depth < 8 => {
+                    let mut fields = Vec::new();
+                    for (name, att_oid, att_mod) in
+                        composite_attributes(client, row.typrelid).await?
+                    {
+                        let ty = self
+                            .resolve_uncached(client, att_oid, att_mod, depth + 1)
+                            .await?;
+                        fields.push((name, ty));
+                    }
+                    let st = ColumnType::Struct(fields);
+                    return Ok(if in_array {
+                        ColumnType::List(Box::new(st))
+                    } else {
+                        st
+                    });
+                }
                 _ if row.is_array && row.typelem != 0 && !in_array => {
                     in_array = true;
                     oid = row.typelem;
@@ -121,10 +153,30 @@ impl TypeResolver {
     }
 }
 
+/// The attributes of a composite type (name, type, modifier), in order.
+async fn composite_attributes(
+    client: &tokio_postgres::Client,
+    relid: u32,
+) -> Result<Vec<(String, u32, i32)>> {
+    let rows = client
+        .query(
+            "SELECT attname::text, atttypid, atttypmod FROM pg_attribute
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&relid],
+        )
+        .await
+        .map_err(|e| source_error("reading a composite type's attributes", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
 async fn lookup(client: &tokio_postgres::Client, oid: u32) -> Result<Option<PgTypeRow>> {
     let row = client
         .query_opt(
-            "SELECT typtype, typelem, typbasetype, typtypmod, typcategory = 'A' AND typsubscript = 'array_subscript_handler'::regproc
+            "SELECT typtype, typelem, typbasetype, typtypmod, typcategory = 'A' AND typsubscript = 'array_subscript_handler'::regproc,
+                    typrelid
              FROM pg_type WHERE oid = $1",
             &[&oid],
         )
@@ -136,6 +188,7 @@ async fn lookup(client: &tokio_postgres::Client, oid: u32) -> Result<Option<PgTy
         typbasetype: r.get(2),
         typtypmod: r.get(3),
         is_array: r.get(4),
+        typrelid: r.get(5),
     }))
 }
 
