@@ -9,7 +9,7 @@ use philotes_core::{
     ChangeSource, Error, ErrorKind, Lsn, Result, TableName, TableProgress, TableSink,
 };
 use philotes_sink_iceberg::{ChangelogTable, Lake, open_catalog, stored_progress, table_ident};
-use philotes_source_postgres::catalog::publication_tables;
+use philotes_source_postgres::catalog::{publication_oids, publication_tables};
 use philotes_source_postgres::{
     ReplicationStream, SourceConn, SourceTable, TypeResolver, preflight,
 };
@@ -150,14 +150,25 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
         if ended == Ended::Refresh {
             health.tick(&client, &settings.slot).await?;
         }
-        let now = match ended {
-            Ended::Done => break,
-            Ended::Recopy | Ended::Refresh => {
-                publication_tables(&client, &mut resolver, &settings.publication).await?
-            }
-        };
+        if ended == Ended::Done {
+            break;
+        }
         if ended == Ended::Refresh {
             applier.unknown = false;
+            // The full description (columns of every table) only when the set changed.
+            let oids = publication_oids(&client, &settings.publication).await?;
+            let known: std::collections::HashSet<u32> = applier
+                .tables
+                .iter()
+                .filter(|(_, t)| t.leaving.is_none())
+                .map(|(oid, _)| *oid)
+                .collect();
+            if oids == known {
+                continue;
+            }
+        }
+        let now = publication_tables(&client, &mut resolver, &settings.publication).await?;
+        if ended == Ended::Refresh {
             if !follow_publication(
                 &mut applier,
                 &mut stream,

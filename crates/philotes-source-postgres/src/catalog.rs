@@ -153,6 +153,24 @@ impl TypeResolver {
     }
 }
 
+/// The OIDs of the publication's tables (a cheap look for tables that joined or left).
+pub async fn publication_oids(
+    client: &tokio_postgres::Client,
+    publication: &str,
+) -> Result<std::collections::HashSet<u32>> {
+    let rows = client
+        .query(
+            "SELECT c.oid FROM pg_publication_tables pt
+             JOIN pg_namespace n ON n.nspname = pt.schemaname
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+             WHERE pt.pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(|e| source_error("listing the publication's tables", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The attributes of a composite type (name, type, modifier), in order.
 async fn composite_attributes(
     client: &tokio_postgres::Client,
