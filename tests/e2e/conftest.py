@@ -56,7 +56,7 @@ class Source:
 
     def resync(self, *extra, check=True):
         """`philotes resync --until-caught-up [TABLE...]`."""
-        cmd = [str(BINARY), "resync", *extra, "--source", self.url, "--data-dir", str(self.data_dir), "--until-caught-up"]
+        cmd = [str(BINARY), "resync", "--source", self.url, "--data-dir", str(self.data_dir), "--until-caught-up", *extra]
         return run_philotes(cmd, check=check)
 
     def start(self, *extra):

@@ -120,7 +120,7 @@ struct RunArgs {
     #[arg(long, env = "PHILOTES_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     s3_secret_access_key: Option<String>,
     /// Use path-style S3 URLs.
-    #[arg(long, env = "PHILOTES_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "PHILOTES_S3_PATH_STYLE", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     s3_path_style: Option<bool>,
     /// Longest wait before committed source changes are committed to Iceberg (e.g. 5s, 500ms).
     #[arg(long, env = "PHILOTES_FLUSH_INTERVAL")]
@@ -132,7 +132,7 @@ struct RunArgs {
     #[arg(long, env = "PHILOTES_BATCH_ROWS")]
     batch_rows: Option<usize>,
     /// Exit once everything committed on the source before the start is in Iceberg.
-    #[arg(long, env = "PHILOTES_UNTIL_CAUGHT_UP", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "PHILOTES_UNTIL_CAUGHT_UP", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     until_caught_up: Option<bool>,
 }
 
