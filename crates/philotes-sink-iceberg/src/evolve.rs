@@ -239,14 +239,27 @@ pub fn plan(md: &TableMetadata, known: &Attnums, columns: &[ColumnDesc], lsn: Ls
             }
             None => {
                 if let Some(other) = fields.iter_mut().find(|f| f.name == c.name && is_source(f)) {
-                    notes.push(format!(
-                        "column {} changed to a type its field cannot hold ({}); its history stays in {}{before}",
-                        c.name,
-                        c.ty.describe(),
-                        c.name
-                    ));
+                    let another_column = matches!(
+                        (c.attnum, known.get(&other.id)),
+                        (Some(a), Some(b)) if a != *b
+                    );
+                    if another_column {
+                        // Dropped, then added again under the same name.
+                        notes.push(format!(
+                            "column {} is a new column; the dropped one keeps its history in {}{before}",
+                            c.name, c.name
+                        ));
+                    } else {
+                        notes.push(format!(
+                            "column {} changed to a type its field cannot hold ({}); its history stays in {}{before}",
+                            c.name,
+                            c.ty.describe(),
+                            c.name
+                        ));
+                        // PostgreSQL converted the rows without sending them.
+                        recopy = true;
+                    }
                     other.name = format!("{}{before}", c.name);
-                    recopy = true;
                 }
                 if c.filled_on_add {
                     // ADD COLUMN … DEFAULT: the older rows hold the default, unsent.
