@@ -8,8 +8,10 @@ use philotes_config::Settings;
 use philotes_core::{
     ChangeSource, Error, ErrorKind, Lsn, Result, TableName, TableProgress, TableSink,
 };
-use philotes_sink_iceberg::{ChangelogTable, Lake, open_catalog, stored_progress, table_ident};
-use philotes_source_postgres::catalog::{publication_oids, publication_tables};
+use philotes_sink_iceberg::{
+    ChangelogTable, Lake, open_catalog, stored_attnums, stored_progress, table_ident,
+};
+use philotes_source_postgres::catalog::{column_has_values, publication_oids, publication_tables};
 use philotes_source_postgres::{
     ReplicationStream, SourceConn, SourceTable, TypeResolver, preflight,
 };
@@ -84,7 +86,7 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
     }
     let mut tables: HashMap<u32, TableState<ChangelogTable>> = HashMap::new();
     for st in found {
-        let state = open_table(st, &catalog, settings, slot.created, resync).await;
+        let state = open_table(st, &catalog, settings, slot.created, resync, &client).await;
         tables.insert(state.source.oid, state);
     }
     tracing::info!(tables = tables.len(), slot = %settings.slot, confirmed = %slot.confirmed_flush, "source ready");
@@ -312,7 +314,7 @@ async fn follow_publication(
         }
         tracing::info!(table = %st.name, "a table joined the publication; copying it");
         stream.remember(st.oid, &st.columns);
-        let mut state = open_table(st, lake, settings, false, &Resync::None).await;
+        let mut state = open_table(st, lake, settings, false, &Resync::None, client).await;
         // A changelog from an earlier time in the publication misses what happened since.
         state.recopy = state.progress.watermark.is_some();
         applier.tables.insert(state.source.oid, state);
@@ -352,7 +354,13 @@ async fn open_table(
     settings: &Settings,
     slot_is_new: bool,
     resync: &Resync,
+    client: &tokio_postgres::Client,
 ) -> TableState<ChangelogTable> {
+    let mut st = st;
+    let ident = table_ident(&st.name, settings.namespace.as_deref());
+    if let Err(e) = mark_filled_columns(&mut st, catalog, &ident, client).await {
+        tracing::warn!(table = %st.name, error = %e, "cannot check the table's new columns for values");
+    }
     let key_idx = key_indexes(&st.columns);
     let mut state = TableState {
         lake: None,
@@ -363,7 +371,6 @@ async fn open_table(
         leaving: None,
         source: st,
     };
-    let ident = table_ident(&state.source.name, settings.namespace.as_deref());
     if let Some(problem) = preflight::table_problem(&state.source) {
         // A table replicated before keeps its position (and holds the slot) until fixed.
         keep_position(&mut state, catalog, &ident).await;
@@ -430,6 +437,28 @@ async fn open_table(
         state.progress.watermark = None;
     }
     state
+}
+
+/// Columns the changelog has not seen yet that already hold values (added with a volatile
+/// default while Philotes was not running, say) are marked, so the table is copied again.
+async fn mark_filled_columns(
+    st: &mut SourceTable,
+    catalog: &Lake,
+    ident: &iceberg::TableIdent,
+    client: &tokio_postgres::Client,
+) -> Result<()> {
+    let known = stored_attnums(catalog.catalog.as_ref(), ident).await?;
+    if known.is_empty() {
+        return Ok(()); // a new table: its first copy takes everything
+    }
+    let seen: std::collections::HashSet<i16> = known.values().copied().collect();
+    for c in st.columns.iter_mut() {
+        let new = c.attnum.is_some_and(|a| !seen.contains(&a));
+        if new && !c.filled_on_add {
+            c.filled_on_add = column_has_values(client, &st.name, &c.name).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Read a stopped table's position from the lake, so that its watermark holds the slot.

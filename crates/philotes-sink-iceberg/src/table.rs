@@ -236,6 +236,15 @@ pub async fn stored_progress(catalog: &dyn Catalog, ident: &TableIdent) -> Resul
     }
 }
 
+/// The source attnums an existing changelog table knows (empty when it does not exist yet).
+pub async fn stored_attnums(catalog: &dyn Catalog, ident: &TableIdent) -> Result<Attnums> {
+    match catalog.load_table(ident).await {
+        Ok(t) => Ok(parse_attnums(t.metadata().properties().get(ATTNUMS_KEY))),
+        Err(e) if e.kind() == iceberg::ErrorKind::TableNotFound => Ok(Attnums::default()),
+        Err(e) => Err(sink_error(format!("cannot load table {ident}"), e)),
+    }
+}
+
 impl ChangelogTable {
     /// Load the changelog table of `source`, creating it (and its namespace) on first sight.
     pub async fn open(

@@ -153,6 +153,26 @@ impl TypeResolver {
     }
 }
 
+/// Whether any row holds a value in `column`: for a column new since Philotes last saw the
+/// table, a value no change was sent for (a volatile default, or a rewrite that materialised a
+/// default). Reads until the first such value; a column without one is read through once.
+pub async fn column_has_values(
+    client: &tokio_postgres::Client,
+    table: &TableName,
+    column: &str,
+) -> Result<bool> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)",
+        table.quoted(),
+        philotes_core::change::quote_ident(column)
+    );
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(|e| source_error("checking a new column for values", e))?;
+    Ok(row.get(0))
+}
+
 /// The OIDs of the publication's tables (a cheap look for tables that joined or left).
 pub async fn publication_oids(
     client: &tokio_postgres::Client,

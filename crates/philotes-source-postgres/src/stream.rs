@@ -71,27 +71,6 @@ impl ReplicationStream {
         self.seen
             .insert(table_oid, columns.iter().filter_map(|c| c.attnum).collect());
     }
-
-    /// Whether a column new since the table's previous description holds values in rows that
-    /// no change was sent for: a stored default (`atthasmissing`), or any non-NULL value (a
-    /// volatile default, or a rewrite that materialised the default). Reads the table until
-    /// the first such value; a column added without a default is read through once.
-    async fn filled(&self, table: &TableName, column: &str, missing: bool) -> Result<bool> {
-        if missing {
-            return Ok(true);
-        }
-        let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)",
-            table.quoted(),
-            philotes_core::change::quote_ident(column)
-        );
-        let row = self
-            .catalog
-            .query_one(&sql, &[])
-            .await
-            .map_err(|e| crate::catalog::source_error("checking a new column for values", e))?;
-        Ok(row.get(0))
-    }
 }
 
 impl ChangeSource for ReplicationStream {
@@ -235,7 +214,11 @@ impl ReplicationStream {
                         _ => false,
                     };
                     let filled = match found {
-                        Some(f) if new => self.filled(&table, &c.name, f.has_missing).await?,
+                        Some(f) if new => {
+                            f.has_missing
+                                || crate::catalog::column_has_values(&self.catalog, &table, &c.name)
+                                    .await?
+                        }
                         _ => false,
                     };
                     let ty = match found {
