@@ -654,6 +654,23 @@ def test_replica_identity_using_index(source):
     assert ops == [("b", "U"), ("a", "D"), ("a2", "U"), ("c", "D")], ops
 
 
+def test_a_flush_interval_longer_than_the_publication_poll_still_commits(source):
+    source.sql("CREATE TABLE slow (id int PRIMARY KEY)")
+    source.run()
+    p = source.start("--flush-interval", "12s")  # Philotes looks at the publication every 10 s
+    try:
+        time.sleep(2)
+        source.sql("INSERT INTO slow VALUES (1)")
+        lake = source.lake()
+        deadline = time.time() + 45
+        while time.time() < deadline and len(lake.changelog("public.slow__changelog")) == 0:
+            time.sleep(1)
+        assert len(lake.changelog("public.slow__changelog")) == 1, "committed while running"
+    finally:
+        p.terminate()
+        p.communicate(timeout=60)
+
+
 def test_publication_for_listed_tables(source):
     source.sql("CREATE TABLE wanted (id int PRIMARY KEY)")
     source.sql("CREATE TABLE unwanted (id int PRIMARY KEY)")

@@ -55,7 +55,7 @@ impl<T: TableSink> TableState<T> {
                 self.source.columns = columns.to_vec();
                 self.key_idx = key_indexes(columns);
                 if recopy {
-                    tracing::info!(table = %self.source.name, lsn = %lsn, "the table is copied again: PostgreSQL rewrote its rows for a type change the stream does not carry");
+                    tracing::info!(table = %self.source.name, lsn = %lsn, "the table is copied again: PostgreSQL changed rows without sending them (a converted type, or a new column that holds values)");
                     self.recopy = true;
                 }
                 Ok(())
@@ -93,6 +93,9 @@ pub(crate) struct Applier<T> {
     warned: HashSet<u32>,
     /// A table not replicated yet sent changes: look at the publication again.
     pub unknown: bool,
+    /// When the stream last committed on time (kept across [`stream_changes`] calls, which
+    /// return every few seconds to look at the publication).
+    last_flush: Instant,
     pub streamed_rows: u64,
 }
 
@@ -105,6 +108,7 @@ impl<T: TableSink> Applier<T> {
             last_end: None,
             warned: HashSet::new(),
             unknown: false,
+            last_flush: Instant::now(),
             streamed_rows: 0,
         }
     }
@@ -295,7 +299,6 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
         .interval
         .min(Duration::from_millis(500))
         .max(Duration::from_millis(50));
-    let mut last_flush = Instant::now();
     let mut caught_up = false;
     loop {
         if (stop.load(Ordering::Relaxed) || caught_up) && applier.txn.is_none() {
@@ -360,10 +363,11 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
             return Ok(Ended::Refresh);
         }
         let pending = applier.pending();
-        let due = pending >= flush.rows || (pending > 0 && last_flush.elapsed() >= flush.interval);
+        let due = pending >= flush.rows
+            || (pending > 0 && applier.last_flush.elapsed() >= flush.interval);
         if applier.txn.is_none() && (due || caught_up || stop.load(Ordering::Relaxed)) {
             applier.flush(stream).await?;
-            last_flush = Instant::now();
+            applier.last_flush = Instant::now();
         }
     }
     applier.flush(stream).await?;
