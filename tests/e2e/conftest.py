@@ -26,7 +26,9 @@ BINARY = Path(os.environ.get("PHILOTES_BIN", ROOT / "target" / "debug" / "philot
 def cluster():
     if not BINARY.exists():
         pytest.exit(f"{BINARY} is missing: run cargo build first", 2)
-    c = Cluster()
+    # A tiny logical_decoding_work_mem makes the source stream every transaction over 64 kB
+    # while it runs (pgoutput protocol 2), so every test also exercises the spill path.
+    c = Cluster(settings={"logical_decoding_work_mem": "64kB"})
     yield c
     c.stop()
 

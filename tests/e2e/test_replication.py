@@ -680,3 +680,94 @@ def test_publication_for_listed_tables(source):
     assert source.sql("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = 'only_wanted'") == [("public", "wanted")]
     tables = source.lake().catalog.list_tables("public")
     assert tables == [("public", "wanted__changelog")]
+
+
+def spill_files(source):
+    d = source.data_dir / "spill"
+    return sorted(d.glob("*.spill")) if d.exists() else []
+
+
+def wait_for(what, check, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_large_transaction_arrives_while_it_runs_and_only_its_committed_part_lands(source):
+    # Small enough that every transaction below is streamed while it runs (protocol 2).
+    source.sql(f'ALTER DATABASE "{source.name}" SET logical_decoding_work_mem = \'64kB\'')
+    source.sql("CREATE TABLE big (id bigint PRIMARY KEY, v text, doc jsonb)")
+    source.sql("INSERT INTO big VALUES (0, 'before', '{}')")
+    source.run()
+    p = source.start("--flush-interval", "300ms")
+    writer = psycopg.connect(source.url)
+    try:
+        writer.execute("INSERT INTO big SELECT g, md5(g::text), jsonb_build_object('g', g) FROM generate_series(1, 20000) g")
+        wait_for("the running transaction to reach the spill file", lambda: spill_files(source))
+        time.sleep(1)
+        # Nothing of a running transaction is in the lake.
+        assert list(source.lake().current_state("public.big__changelog", ["id"])) == [(0,)]
+        # kill -9 while it is half-arrived: the next run drops the partial file and the source
+        # sends the transaction again from its start.
+        p.kill()
+        p.wait()
+        p = source.start("--flush-interval", "300ms")
+        writer.execute("SAVEPOINT s")
+        writer.execute("INSERT INTO big SELECT g, 'rolled back', NULL FROM generate_series(100001, 105000) g")
+        writer.execute("UPDATE big SET v = 'rolled back too' WHERE id <= 100")
+        writer.execute("ROLLBACK TO SAVEPOINT s")
+        writer.execute("UPDATE big SET v = 'kept' WHERE id BETWEEN 50 AND 150")
+        writer.execute("DELETE FROM big WHERE id BETWEEN 1000 AND 1099")
+        writer.execute("INSERT INTO big SELECT g, 'after savepoint', NULL FROM generate_series(200001, 203000) g")
+        wait_for("the source to stream the new blocks", lambda: spill_files(source))
+        writer.commit()
+        # A large transaction that rolls back leaves nothing.
+        with psycopg.connect(source.url) as aborted:
+            aborted.execute("INSERT INTO big SELECT g, 'aborted', NULL FROM generate_series(300001, 320000) g")
+            aborted.execute("UPDATE big SET v = 'aborted' WHERE id <= 5000")
+            aborted.rollback()
+        expected = source.sql("SELECT count(*) FROM big")[0][0]
+        wait_for("the committed transaction in the lake", lambda: len(source.lake().current_state("public.big__changelog", ["id"])) == expected)
+    finally:
+        writer.close()
+        p.terminate()
+        p.wait()
+    source.run()
+    lake = source.lake()
+    assert assert_same(source, lake, "public.big__changelog", "SELECT id, v, doc::text AS doc FROM big", ["id"]) == 20001 - 100 + 3000
+    rows = lake.changelog("public.big__changelog")
+    assert not [r for r in rows if r["v"] in ("rolled back", "rolled back too", "aborted")]
+    assert not spill_files(source), "spill files left behind"
+    streamed = source.sql("SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'philotes'")
+    assert streamed and streamed[0][0] >= 2, f"the source streamed no transaction: {streamed}"
+
+
+def test_large_transactions_without_streaming(source):
+    source.sql(f'ALTER DATABASE "{source.name}" SET logical_decoding_work_mem = \'64kB\'')
+    source.sql("CREATE TABLE big (id bigint PRIMARY KEY, v text)")
+    source.run("--stream-large-transactions=false")
+    source.sql("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 20000) g")
+    source.run("--stream-large-transactions=false")
+    assert assert_same(source, source.lake(), "public.big__changelog", "SELECT * FROM big", ["id"]) == 20000
+    assert not (source.data_dir / "spill").exists()
+    streamed = source.sql("SELECT stream_txns, spill_txns FROM pg_stat_replication_slots WHERE slot_name = 'philotes'")
+    assert streamed[0][0] == 0 and streamed[0][1] >= 1, f"expected the source to spill, not stream: {streamed}"
+
+
+def test_numeric_nan_and_infinities_round_trip_where_the_lake_type_can_hold_them(source):
+    # numeric without precision (and p > 38) is a string column: NaN and ±Infinity keep their
+    # words (PostgreSQL allows only NaN in numeric with a precision). numeric(p,s) with p ≤ 38 is
+    # a decimal, which cannot hold NaN: test_unconvertible_value_*.
+    source.sql("CREATE TABLE n (id int PRIMARY KEY, free numeric, wide numeric(50,2), f8 float8)")
+    source.sql("INSERT INTO n VALUES (1, 'NaN', 'NaN', 'NaN'), (2, 'Infinity', 1e40, '-Infinity'), (3, 1.5, 2.25, 0)")
+    source.run()
+    source.sql("INSERT INTO n VALUES (4, '-Infinity', 'NaN', 'Infinity'), (5, 'NaN', NULL, NULL)")
+    source.sql("UPDATE n SET free = 'NaN' WHERE id = 3")
+    source.run()
+    q = "SELECT id, free::text AS free, wide::text AS wide, f8 FROM n"
+    assert assert_same(source, source.lake(), "public.n__changelog", q, ["id"]) == 5
+    state = source.lake().current_state("public.n__changelog", ["id"])
+    assert [state[(i,)]["free"] for i in (1, 2, 3, 4, 5)] == ["NaN", "Infinity", "NaN", "-Infinity", "NaN"]

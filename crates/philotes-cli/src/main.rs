@@ -131,6 +131,9 @@ struct RunArgs {
     /// Rows buffered per table before they are encoded into Parquet.
     #[arg(long, env = "PHILOTES_BATCH_ROWS")]
     batch_rows: Option<usize>,
+    /// Receive large transactions while they run (protocol 2, PostgreSQL 14+), spilled to disk.
+    #[arg(long, env = "PHILOTES_STREAM_LARGE_TRANSACTIONS", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    stream_large_transactions: Option<bool>,
     /// Exit once everything committed on the source before the start is in Iceberg.
     #[arg(long, env = "PHILOTES_UNTIL_CAUGHT_UP", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     until_caught_up: Option<bool>,
@@ -160,6 +163,7 @@ impl RunArgs {
             flush_interval: self.flush_interval,
             flush_rows: self.flush_rows,
             batch_rows: self.batch_rows,
+            stream_large_transactions: self.stream_large_transactions,
             until_caught_up: self.until_caught_up,
         };
         (self.config, layer)

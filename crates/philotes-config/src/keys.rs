@@ -172,6 +172,13 @@ pub const KEYS: &[KeyDoc] = &[
         "Rows buffered in memory per table before they are encoded into the open Parquet file."
     ),
     key!(
+        "stream_large_transactions",
+        "--stream-large-transactions",
+        "PHILOTES_STREAM_LARGE_TRANSACTIONS",
+        "true",
+        "Receive a transaction larger than the source's `logical_decoding_work_mem` while it still runs (pgoutput protocol 2, PostgreSQL 14+), kept in `DATA_DIR/spill` until it commits. Off: the source sends it whole at commit, after spilling it to its own disk."
+    ),
+    key!(
         "until_caught_up",
         "--until-caught-up",
         "PHILOTES_UNTIL_CAUGHT_UP",

@@ -42,6 +42,7 @@ pub struct Layer {
     pub flush_interval: Option<String>,
     pub flush_rows: Option<u64>,
     pub batch_rows: Option<usize>,
+    pub stream_large_transactions: Option<bool>,
     pub until_caught_up: Option<bool>,
 }
 
@@ -99,6 +100,7 @@ impl Layer {
             flush_interval,
             flush_rows,
             batch_rows,
+            stream_large_transactions,
             until_caught_up
         )
     }
@@ -178,6 +180,7 @@ impl Layer {
             flush_interval,
             flush_rows,
             batch_rows,
+            stream_large_transactions: self.stream_large_transactions.unwrap_or(true),
             until_caught_up: self.until_caught_up.unwrap_or(false),
         })
     }
@@ -240,6 +243,8 @@ pub struct Settings {
     pub flush_interval: Duration,
     pub flush_rows: u64,
     pub batch_rows: usize,
+    /// Receive large transactions while they run (protocol 2), spilled to `DATA_DIR/spill`.
+    pub stream_large_transactions: bool,
     pub until_caught_up: bool,
 }
 

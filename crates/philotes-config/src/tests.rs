@@ -90,6 +90,7 @@ fn every_layer_field_is_documented() {
         "flush_interval",
         "flush_rows",
         "batch_rows",
+        "stream_large_transactions",
         "until_caught_up",
     ];
     for f in fields {
@@ -97,7 +98,7 @@ fn every_layer_field_is_documented() {
         // and each is accepted by the file layer
         let v = match f {
             "tables" => "[]".to_string(),
-            "s3_path_style" | "until_caught_up" => "true".to_string(),
+            "s3_path_style" | "until_caught_up" | "stream_large_transactions" => "true".to_string(),
             "flush_rows" | "batch_rows" => "1".to_string(),
             _ => "'x'".to_string(),
         };

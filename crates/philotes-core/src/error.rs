@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Sink,
     /// An input (argument, LSN, name) is malformed.
     Invalid,
+    /// Philotes' own local files (data dir, spill files) could not be read or written.
+    Disk,
     /// The pipeline was asked to stop.
     Cancelled,
     /// A bug: an invariant of our own code did not hold.
@@ -45,6 +47,7 @@ impl ErrorKind {
             ErrorKind::SchemaChange => "schema-change",
             ErrorKind::Sink => "sink",
             ErrorKind::Invalid => "invalid",
+            ErrorKind::Disk => "disk",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Internal => "internal",
         }

@@ -1,10 +1,17 @@
-//! A decoder for PostgreSQL's `pgoutput` logical replication messages (protocol version 1).
+//! A decoder for PostgreSQL's `pgoutput` logical replication messages (protocol versions 1
+//! and 2).
 //!
 //! Why our own: the replication transport we use (`pgwire-replication`) hands over raw
 //! `XLogData` payloads, and the crates that decode them drop information a CDC pipeline must
 //! keep (an unchanged TOAST value and a NULL look the same in their row helpers). This decoder
 //! keeps every byte the server sent, and returns an error — never a panic — on malformed input,
 //! so it can be fuzzed (`fuzz/`) and trusted with whatever arrives on the wire.
+//!
+//! Protocol version 2 adds streaming of transactions still in progress: a block of changes
+//! opens with Stream Start and closes with Stream Stop, and each change inside carries the id
+//! of the (sub)transaction that made it — [`decode_streamed`] reads those, [`decode`] the rest.
+//! Which one applies depends on where the message stands in the stream, so the caller (who
+//! saw the Stream Start) chooses.
 //!
 //! The format is documented in PostgreSQL's "Logical Replication Message Formats". Values are
 //! kept as [`bytes::Bytes`] slices of the message (no copy).
@@ -81,13 +88,68 @@ pub enum Message {
         prefix: String,
         content: Bytes,
     },
+    /// Protocol 2: a block of changes of in-progress transaction `xid` follows.
+    StreamStart {
+        xid: u32,
+        /// The transaction's first block.
+        first_segment: bool,
+    },
+    /// Protocol 2: the end of a block.
+    StreamStop,
+    /// Protocol 2: streamed transaction `xid` committed.
+    StreamCommit {
+        xid: u32,
+        flags: u8,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        timestamp: i64,
+    },
+    /// Protocol 2: subtransaction `subxid` of `xid` (or `xid` itself, when equal) rolled back.
+    StreamAbort {
+        xid: u32,
+        subxid: u32,
+    },
 }
 
-/// Decode one pgoutput message (the payload of an `XLogData`).
+/// Tags of the messages that carry a transaction id inside a stream block.
+const STREAMED_TAGS: &[u8] = b"RYIUDTM";
+
+/// Whether a payload received inside a stream block carries a transaction id (a change,
+/// relation, type, truncate or transactional message), rather than being a stream control
+/// message or an origin.
+pub fn is_streamed_change(data: &[u8]) -> bool {
+    data.first().is_some_and(|t| STREAMED_TAGS.contains(t))
+}
+
+/// The (sub)transaction id of a message received inside a stream block, without decoding the
+/// rest.
+pub fn streamed_xid(data: &Bytes) -> Result<u32> {
+    let mut r = Reader { data, pos: 0 };
+    r.streamed_prefix().map(|(_, xid)| xid)
+}
+
+/// Decode one message received inside a stream block: its (sub)transaction id and the
+/// message.
+pub fn decode_streamed(data: &Bytes) -> Result<(u32, Message)> {
+    let mut r = Reader { data, pos: 0 };
+    let (tag, xid) = r.streamed_prefix()?;
+    let msg = body(&mut r, tag)?;
+    r.finish()?;
+    Ok((xid, msg))
+}
+
+/// Decode one pgoutput message (the payload of an `XLogData`) received outside a stream block.
 pub fn decode(data: &Bytes) -> Result<Message> {
     let mut r = Reader { data, pos: 0 };
     let tag = r.u8()?;
-    let msg = match tag {
+    let msg = body(&mut r, tag)?;
+    r.finish()?;
+    Ok(msg)
+}
+
+/// Decode the rest of a message whose tag has been read.
+fn body(r: &mut Reader<'_>, tag: u8) -> Result<Message> {
+    Ok(match tag {
         b'B' => Message::Begin {
             final_lsn: Lsn(r.u64()?),
             timestamp: r.i64()?,
@@ -194,20 +256,29 @@ pub fn decode(data: &Bytes) -> Result<Message> {
                 content: r.bytes(len)?,
             }
         }
+        b'S' => Message::StreamStart {
+            xid: r.u32()?,
+            first_segment: r.u8()? == 1,
+        },
+        b'E' => Message::StreamStop,
+        b'c' => Message::StreamCommit {
+            xid: r.u32()?,
+            flags: r.u8()?,
+            commit_lsn: Lsn(r.u64()?),
+            end_lsn: Lsn(r.u64()?),
+            timestamp: r.i64()?,
+        },
+        b'A' => Message::StreamAbort {
+            xid: r.u32()?,
+            subxid: r.u32()?,
+        },
         other => {
             return Err(r.error(format!(
-                "unknown pgoutput message type {:?} (byte {other}); Philotes speaks protocol version 1",
+                "unknown pgoutput message type {:?} (byte {other}); Philotes speaks protocol versions 1 and 2",
                 char::from(other)
             )));
         }
-    };
-    if r.remaining() != 0 {
-        return Err(r.error(format!(
-            "{} trailing bytes after a complete message",
-            r.remaining()
-        )));
-    }
-    Ok(msg)
+    })
 }
 
 struct Reader<'a> {
@@ -216,6 +287,28 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The tag and transaction id that open a message inside a stream block.
+    fn streamed_prefix(&mut self) -> Result<(u8, u32)> {
+        let tag = self.u8()?;
+        if !STREAMED_TAGS.contains(&tag) {
+            return Err(self.error(format!(
+                "message type {:?} does not belong inside a stream block",
+                char::from(tag)
+            )));
+        }
+        Ok((tag, self.u32()?))
+    }
+
+    fn finish(&self) -> Result<()> {
+        if self.remaining() != 0 {
+            return Err(self.error(format!(
+                "{} trailing bytes after a complete message",
+                self.remaining()
+            )));
+        }
+        Ok(())
+    }
+
     fn remaining(&self) -> usize {
         self.data.len().saturating_sub(self.pos)
     }

@@ -240,3 +240,91 @@ fn every_truncation_of_a_valid_message_is_an_error() {
         assert!(decode(&m.slice(..cut)).is_err(), "cut at {cut} accepted");
     }
 }
+
+#[test]
+fn stream_control_messages() {
+    let start = msg(&[b"S", &700u32.to_be_bytes(), &[1]]);
+    assert_eq!(
+        decode(&start).ok(),
+        Some(Message::StreamStart {
+            xid: 700,
+            first_segment: true
+        })
+    );
+    assert_eq!(decode(&msg(&[b"E"])).ok(), Some(Message::StreamStop));
+    let commit = msg(&[
+        b"c",
+        &700u32.to_be_bytes(),
+        &[0],
+        &5u64.to_be_bytes(),
+        &9u64.to_be_bytes(),
+        &3i64.to_be_bytes(),
+    ]);
+    assert_eq!(
+        decode(&commit).ok(),
+        Some(Message::StreamCommit {
+            xid: 700,
+            flags: 0,
+            commit_lsn: Lsn(5),
+            end_lsn: Lsn(9),
+            timestamp: 3
+        })
+    );
+    let abort = msg(&[b"A", &700u32.to_be_bytes(), &701u32.to_be_bytes()]);
+    assert_eq!(
+        decode(&abort).ok(),
+        Some(Message::StreamAbort {
+            xid: 700,
+            subxid: 701
+        })
+    );
+    // A stream abort cut short is an error, not a guess.
+    assert!(decode(&msg(&[b"A", &700u32.to_be_bytes()])).is_err());
+}
+
+#[test]
+fn changes_inside_a_stream_carry_their_xid() {
+    let insert = msg(&[
+        b"I",
+        &701u32.to_be_bytes(),
+        &16384u32.to_be_bytes(),
+        b"N",
+        &tuple(&[Some(b"1"), None]),
+    ]);
+    assert!(is_streamed_change(&insert));
+    assert_eq!(streamed_xid(&insert).ok(), Some(701));
+    assert_eq!(
+        decode_streamed(&insert).ok(),
+        Some((
+            701,
+            Message::Insert {
+                oid: 16384,
+                new: vec![text("1"), Cell::Null]
+            }
+        ))
+    );
+    // Read as a protocol-1 message, the xid would be taken for the relation oid: the
+    // leftover bytes make that an error instead.
+    assert!(decode(&insert).is_err());
+    let relation = msg(&[
+        b"R",
+        &701u32.to_be_bytes(),
+        &16384u32.to_be_bytes(),
+        b"public\0",
+        b"t\0",
+        b"d",
+        &1u16.to_be_bytes(),
+        &[1],
+        b"id\0",
+        &23u32.to_be_bytes(),
+        &(-1i32).to_be_bytes(),
+    ]);
+    let (xid, rel) = decode_streamed(&relation).unwrap_or((0, Message::StreamStop));
+    assert_eq!(xid, 701);
+    assert!(matches!(rel, Message::Relation { oid: 16384, .. }));
+    // Stream control messages and origins carry no xid prefix.
+    let stop = msg(&[b"E"]);
+    assert!(!is_streamed_change(&stop));
+    assert!(decode_streamed(&stop).is_err());
+    assert!(streamed_xid(&msg(&[b"I", &[0, 0]])).is_err());
+}

@@ -113,11 +113,15 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
         None
     };
 
+    let spill_dir = settings
+        .stream_large_transactions
+        .then(|| settings.data_dir.join("spill"));
     let mut stream = ReplicationStream::start(
         &conn,
         &settings.slot,
         &settings.publication,
         slot.confirmed_flush,
+        spill_dir,
     )
     .await?;
     for t in tables.values() {

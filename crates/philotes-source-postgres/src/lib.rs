@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod connect;
 pub mod preflight;
 pub mod snapshot;
+mod spill;
 pub mod stream;
 
 pub use catalog::{SourceTable, TypeResolver};

@@ -5,10 +5,16 @@
 //! resolves relation types from the catalog and converts timestamps. The position confirmed to
 //! the slot only moves when the pipeline calls [`ReplicationStream::confirm`], which it does only
 //! for changes already committed in Iceberg.
+//!
+//! With protocol 2 (`stream_large_transactions`), a transaction larger than the source's
+//! `logical_decoding_work_mem` arrives in blocks while it runs; the blocks go to a spill file
+//! ([`crate::spill`]) and the transaction is handed on, from the file, only once it commits —
+//! so the pipeline sees every transaction whole and in commit order, as with protocol 1.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use philotes_core::{
@@ -20,6 +26,7 @@ use philotes_pgoutput::Message;
 use crate::catalog::TypeResolver;
 use crate::connect::SourceConn;
 use crate::snapshot::repl_error;
+use crate::spill::{Replay, Spill};
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
@@ -32,18 +39,28 @@ pub struct ReplicationStream {
     confirmed: Lsn,
     /// The attnums each table had at its previous description (seeded at start).
     seen: HashMap<u32, HashSet<i16>>,
+    /// Protocol 2 only: transactions arriving while they run.
+    spill: Option<Spill>,
+    /// The transaction whose stream block is open.
+    in_block: Option<u32>,
+    /// A committed streamed transaction being handed on, and its Commit.
+    replay: Option<(Replay, Change)>,
 }
 
 impl ReplicationStream {
-    /// Start streaming `slot` for `publication` from the slot's confirmed position.
+    /// Start streaming `slot` for `publication` from the slot's confirmed position. With
+    /// `spill_dir`, large transactions arrive while they run (protocol 2) and wait there.
     pub async fn start(
         conn: &SourceConn,
         slot: &str,
         publication: &str,
         confirmed: Lsn,
+        spill_dir: Option<PathBuf>,
     ) -> Result<Self> {
+        let spill = spill_dir.map(Spill::open).transpose()?;
         let cfg = conn
             .replication_config(slot, publication)
+            .with_streaming(spill.is_some())
             .with_start_lsn(pgwire_replication::Lsn::from_u64(confirmed.0))
             .with_ack_lsn(pgwire_replication::Lsn::from_u64(confirmed.0))
             .with_status_interval(Duration::from_millis(200))
@@ -63,6 +80,9 @@ impl ReplicationStream {
             resolver: TypeResolver::default(),
             confirmed,
             seen: HashMap::new(),
+            spill,
+            in_block: None,
+            replay: None,
         })
     }
 
@@ -101,7 +121,11 @@ impl ChangeSource for ReplicationStream {
 
     /// The next change, or [`Next::Idle`] when nothing arrived within `idle`.
     async fn next(&mut self, idle: Duration) -> Result<Next> {
+        let began = Instant::now();
         loop {
+            if let Some(next) = self.replay_next().await? {
+                return Ok(next);
+            }
             // Only the receive is raced against the timer: it is cancel-safe, the conversion
             // (which may query the catalog) is not, so it runs outside the timeout.
             let event = match tokio::time::timeout(idle, self.client.recv()).await {
@@ -150,8 +174,22 @@ impl ChangeSource for ReplicationStream {
                 ReplicationEvent::XLogData {
                     wal_start, data, ..
                 } => {
-                    let msg = philotes_pgoutput::decode(&data)
-                        .map_err(|e| e.with("lsn", Lsn(wal_start.as_u64())))?;
+                    let lsn = Lsn(wal_start.as_u64());
+                    if let (Some(xid), Some(spill)) = (self.in_block, self.spill.as_mut())
+                        && philotes_pgoutput::is_streamed_change(&data)
+                    {
+                        spill.append(xid, lsn, &data)?;
+                        // Let the pipeline keep its clock while a big transaction arrives.
+                        if began.elapsed() >= idle {
+                            return Ok(Next::Idle);
+                        }
+                        continue;
+                    }
+                    let msg = philotes_pgoutput::decode(&data).map_err(|e| e.with("lsn", lsn))?;
+                    let msg = match self.stream_control(msg)? {
+                        Some(msg) => msg,
+                        None => continue,
+                    };
                     match self.convert(msg).await? {
                         Some(c) => c,
                         None => continue,
@@ -164,6 +202,66 @@ impl ChangeSource for ReplicationStream {
 }
 
 impl ReplicationStream {
+    /// Follow the protocol-2 stream control messages; any other message is returned.
+    fn stream_control(&mut self, msg: Message) -> Result<Option<Message>> {
+        match msg {
+            Message::StreamStart { xid, .. } => self.in_block = Some(xid),
+            Message::StreamStop => self.in_block = None,
+            Message::StreamAbort { xid, subxid } => {
+                if let Some(spill) = self.spill.as_mut() {
+                    spill.abort(xid, subxid);
+                }
+            }
+            Message::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                timestamp,
+                ..
+            } => {
+                let replay = match self.spill.as_mut() {
+                    Some(spill) => spill.commit(xid)?,
+                    None => None,
+                };
+                if let Some(replay) = replay {
+                    let commit_ts_us = timestamp.saturating_add(PG_EPOCH_OFFSET_US);
+                    let commit = Change::Commit {
+                        commit_lsn,
+                        end_lsn,
+                        commit_ts_us,
+                    };
+                    self.replay = Some((replay, commit));
+                    // Handed on as an ordinary transaction, starting with its Begin.
+                    return Ok(Some(Message::Begin {
+                        final_lsn: commit_lsn,
+                        timestamp,
+                        xid,
+                    }));
+                }
+            }
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
+
+    /// The next change of a committed streamed transaction, while one is being handed on.
+    async fn replay_next(&mut self) -> Result<Option<Next>> {
+        loop {
+            let Some((replay, _)) = self.replay.as_mut() else {
+                return Ok(None);
+            };
+            let Some((lsn, data)) = replay.next_message()? else {
+                let commit = self.replay.take().map(|(_, commit)| commit);
+                return Ok(commit.map(Next::Change));
+            };
+            let (_, msg) =
+                philotes_pgoutput::decode_streamed(&data).map_err(|e| e.with("lsn", lsn))?;
+            if let Some(change) = self.convert(msg).await? {
+                return Ok(Some(Next::Change(change)));
+            }
+        }
+    }
+
     async fn convert(&mut self, msg: Message) -> Result<Option<Change>> {
         Ok(Some(match msg {
             Message::Begin {
@@ -185,7 +283,12 @@ impl ReplicationStream {
                 end_lsn,
                 commit_ts_us: timestamp.saturating_add(PG_EPOCH_OFFSET_US),
             },
-            Message::Origin { .. } | Message::Type { .. } => return Ok(None),
+            Message::Origin { .. }
+            | Message::Type { .. }
+            | Message::StreamStart { .. }
+            | Message::StreamStop
+            | Message::StreamCommit { .. }
+            | Message::StreamAbort { .. } => return Ok(None),
             Message::Relation {
                 oid,
                 namespace,
