@@ -279,25 +279,45 @@ class Bench:
 
     # --- memory -----------------------------------------------------------------------------
 
-    def big_transaction(self, rows):
-        self.sql("CREATE TABLE huge (id bigint PRIMARY KEY, a int, b text, c timestamptz)")
-        self.sql("CREATE PUBLICATION bench_huge FOR TABLE huge")
-        _, _, data = self.philotes("--publication", "bench_huge", "--slot", "s_huge")
-        self.say(f"one transaction of {rows} rows")
-        self.sql(f"INSERT INTO huge SELECT g, g % 1000, md5(g::text), now() FROM generate_series(1, {rows}) g")
-        cmd = [str(self.binary), "run", "--source", self.url, "--data-dir", str(data), "--publication", "bench_huge", "--slot", "s_huge", "--until-caught-up"]
+    def big_transaction(self, rows, stream):
+        """One `rows`-row transaction, committed before philotes starts; `stream`: protocol 2."""
+        tag = "on" if stream else "off"
+        table, pub, slot = f"huge_{tag}", f"bench_huge_{tag}", f"s_huge_{tag}"
+        self.sql(f"CREATE TABLE {table} (id bigint PRIMARY KEY, a int, b text, c timestamptz)")
+        self.sql(f"CREATE PUBLICATION {pub} FOR TABLE {table}")
+        mode = f"--stream-large-transactions={'true' if stream else 'false'}"
+        _, _, data = self.philotes("--publication", pub, "--slot", slot, mode)
+        self.say(f"one transaction of {rows} rows, streaming of large transactions {tag}")
+        self.sql(f"INSERT INTO {table} SELECT g, g % 1000, md5(g::text), now() FROM generate_series(1, {rows}) g")
+        cmd = [str(self.binary), "run", "--source", self.url, "--data-dir", str(data), "--publication", pub, "--slot", slot, mode, "--until-caught-up"]
         t = time.perf_counter()
         p = subprocess.Popen(cmd, env={**os.environ, "PHILOTES_LOG": "warn"})
-        peak = 0
+        peak, spill_peak, polled = 0, 0, 0.0
         while p.poll() is None:
             peak = max(peak, vm_hwm_kib(p.pid))
+            if time.perf_counter() - polled > 0.5:
+                polled = time.perf_counter()
+                spill_peak = max(spill_peak, sum(f.stat().st_size for f in (data / "spill").glob("*.spill")) if (data / "spill").exists() else 0)
             time.sleep(0.01)
         secs = time.perf_counter() - t
-        self.drop_slot("s_huge")
+        if p.returncode != 0:
+            raise SystemExit(f"philotes failed ({p.returncode}): {' '.join(cmd)}")
+        for _ in range(100):  # the walsender reports the slot's statistics as it exits
+            if not self.conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchall()[0][0]:
+                break
+            time.sleep(0.1)
+        (spill_bytes, stream_bytes), = self.conn.execute(
+            "SELECT spill_bytes, stream_bytes FROM pg_stat_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchall()
+        self.drop_slot(slot)
         files = list((data / "warehouse").rglob("*.parquet"))
         sizes = [f.stat().st_size for f in files]
         shutil.rmtree(data, ignore_errors=True)
-        return {"rows": rows, "seconds": secs, "rows_per_s": rows / secs, "peak_rss_mib": peak / 1024,
+        self.sql(f"DROP PUBLICATION {pub}")
+        self.sql(f"DROP TABLE {table}")
+        return {"rows": rows, "streaming": stream, "seconds": secs, "rows_per_s": rows / secs, "peak_rss_mib": peak / 1024,
+                "local_spill_peak_mib": spill_peak / 2**20, "source_spill_mib": spill_bytes / 2**20,
+                "source_stream_mib": stream_bytes / 2**20,
                 "parquet_files": len(files), "parquet_mean_mib": sum(sizes) / len(sizes) / 2**20 if sizes else 0,
                 "files_per_1m_changes": len(files) / (rows / 1e6)}
 
@@ -320,7 +340,8 @@ class Bench:
                 self.results["streaming"].append(self.streaming(op, size, changes))
         self.say(f"latency: {a.latency_rate} inserts/s for {a.latency_seconds} s")
         self.results["latency"] = self.latency(a.latency_seconds, a.latency_rate)
-        self.results["big_transaction"] = self.big_transaction(a.big_txn_rows)
+        self.results["big_transaction"] = self.big_transaction(a.big_txn_rows, stream=True)
+        self.results["big_transaction_protocol_1"] = self.big_transaction(a.big_txn_rows, stream=False)
         return self.results
 
     def close(self):
@@ -344,8 +365,12 @@ def report(r):
     lat = r["latency"]
     out.append("")
     out.append(f"latency (commit → visible in Iceberg, flush interval {lat['flush_interval_s']} s, {lat['rows']} rows): p50 {lat['p50_s']:.2f} s, p99 {lat['p99_s']:.2f} s, max {lat['max_s']:.2f} s; peak RSS {lat['peak_rss_mib']:.0f} MiB")
-    b = r["big_transaction"]
-    out.append(f"one transaction of {b['rows']:,} rows: {b['seconds']:.1f} s ({b['rows_per_s']:,.0f} rows/s), peak RSS {b['peak_rss_mib']:.0f} MiB, {b['parquet_files']} files of {b['parquet_mean_mib']:.1f} MiB mean ({b['files_per_1m_changes']:.1f} per 1M changes)")
+    for key in ("big_transaction", "big_transaction_protocol_1"):
+        b = r[key]
+        how = "streamed while decoded (protocol 2)" if b["streaming"] else "sent at commit (protocol 1)"
+        out.append(f"one transaction of {b['rows']:,} rows, {how}: {b['seconds']:.1f} s ({b['rows_per_s']:,.0f} rows/s), peak RSS {b['peak_rss_mib']:.0f} MiB, "
+                   f"local spill peak {b['local_spill_peak_mib']:.0f} MiB, source spilled {b['source_spill_mib']:.0f} MiB / streamed {b['source_stream_mib']:.0f} MiB, "
+                   f"{b['parquet_files']} files of {b['parquet_mean_mib']:.1f} MiB mean ({b['files_per_1m_changes']:.1f} per 1M changes)")
     return "\n".join(out)
 
 
