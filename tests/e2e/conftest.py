@@ -86,11 +86,11 @@ class Source:
             c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
-def run_philotes(cmd, check=True, env=None, timeout=900):
+def run_philotes(cmd, check=True, env=None, timeout=900, stdout=subprocess.DEVNULL):
     """Run a philotes command to its end; returns (exit code, stderr, peak RSS in KiB)."""
     with tempfile.TemporaryFile(mode="w+") as err_file:
         p = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=err_file, text=True, env={**os.environ, **(env or {})},
+            cmd, stdout=stdout, stderr=err_file, text=True, env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + timeout
         peak_kib = 0

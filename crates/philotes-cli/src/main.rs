@@ -33,6 +33,29 @@ enum Command {
     /// Copy tables again, then replicate as `run` does: after the source invalidated or dropped
     /// the slot (a new one is made), or to make a stopped table whole again.
     Resync(ResyncArgs),
+    /// SQL over the lake: `<ns>.<table>` is a table's current state, `<ns>.<table>__changelog`
+    /// its changes. Without a query, statements are read from standard input (ending with `;`).
+    Sql(SqlArgs),
+}
+
+#[derive(Args, Debug)]
+struct SqlArgs {
+    /// The statement to run; none: read statements from standard input.
+    query: Option<String>,
+    /// Output: table (aligned), csv, or json (one object per line).
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+    format: String,
+    /// The lake as of this source LSN (e.g. 0/16B3748): changes committed after it are left out.
+    #[arg(long, conflicts_with = "as_of")]
+    as_of_lsn: Option<String>,
+    /// The lake as of this source commit time (e.g. 2026-11-27T08:00:00Z).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Memory the query may hold before sorts and aggregations spill to disk (e.g. 512MiB).
+    #[arg(long, env = "PHILOTES_SQL_MEMORY_LIMIT")]
+    memory_limit: Option<String>,
+    #[command(flatten)]
+    lake: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +214,7 @@ fn main() -> ExitCode {
                 Ok(resync) => run(args.run, resync).await,
                 Err(e) => Err(e),
             },
+            Command::Sql(args) => sql::run(args).await,
         }
     });
     match result {
@@ -203,6 +227,145 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+mod sql {
+    //! `philotes sql`: one statement, or a prompt reading statements from standard input.
+
+    use std::io::{BufRead, IsTerminal, Write};
+    use std::process::ExitCode;
+
+    use philotes_config::Layer;
+    use philotes_core::{Error, ErrorKind, Lsn};
+    use philotes_query::output::Format;
+    use philotes_query::state::Upto;
+    use philotes_query::{LakeSession, QueryOptions, parse_as_of, parse_size};
+
+    use super::SqlArgs;
+
+    pub async fn run(args: SqlArgs) -> Result<ExitCode, Error> {
+        let format = match args.format.as_str() {
+            "csv" => Format::Csv,
+            "json" => Format::Json,
+            _ => Format::Table,
+        };
+        let upto = match (&args.as_of_lsn, &args.as_of) {
+            (Some(l), _) => Upto::Lsn(l.parse::<Lsn>()?.0),
+            (None, Some(t)) => parse_as_of(t)?,
+            (None, None) => Upto::All,
+        };
+        let memory_limit = args.memory_limit.as_deref().map(parse_size).transpose()?;
+        let (config_file, flags) = args.lake.layer();
+        let file = match config_file {
+            Some(path) => Layer::from_toml_file(&path)?,
+            None => Layer::default(),
+        };
+        let settings = flags.over(file).resolve()?;
+        if !settings.data_dir.exists()
+            && matches!(
+                settings.catalog,
+                philotes_config::CatalogSettings::Sql { .. }
+            )
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "no lake at {}: point --data-dir (or the catalog options) at the lake `philotes run` writes",
+                    settings.data_dir.display()
+                ),
+            ));
+        }
+        let lake = philotes_sink_iceberg::open_catalog(&settings).await?;
+        let opts = QueryOptions {
+            upto: upto.clone(),
+            memory_limit,
+        };
+        let session = LakeSession::open(lake.catalog.clone(), &opts).await?;
+        if let Upto::Lsn(l) = upto {
+            for t in &session.tables {
+                if t.watermark.is_some_and(|w| w.0 < l) {
+                    tracing::warn!(table = %format!("{}.{}", t.namespace, t.changelog), watermark = ?t.watermark.map(|w| w.to_string()), "the lake has not reached the requested LSN for this table yet: it shows the table as of its watermark");
+                }
+            }
+        }
+        let stdout = std::io::stdout();
+        match args.query {
+            Some(q) => {
+                let stream = session.query(&q).await?;
+                philotes_query::output::write(stream, format, &mut stdout.lock()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            None => prompt(&session, format).await,
+        }
+    }
+
+    /// Read statements (ending with `;`) from standard input and run each; on a terminal a
+    /// failed statement is reported and the prompt goes on, otherwise it ends the run.
+    async fn prompt(session: &LakeSession, format: Format) -> Result<ExitCode, Error> {
+        let interactive = std::io::stdin().is_terminal();
+        let mut stdout = std::io::stdout();
+        if interactive {
+            let names: Vec<String> = session
+                .tables
+                .iter()
+                .filter_map(|t| t.state.as_ref().map(|s| format!("{}.{s}", t.namespace)))
+                .collect();
+            eprintln!(
+                "philotes sql — tables: {}. End statements with ';', quit with \\q.",
+                names.join(", ")
+            );
+        }
+        let mut statement = String::new();
+        let mut failed = false;
+        let stdin = std::io::stdin();
+        let mut lines = stdin.lock().lines();
+        loop {
+            if interactive {
+                eprint!(
+                    "{}",
+                    if statement.is_empty() {
+                        "philotes> "
+                    } else {
+                        "      ... "
+                    }
+                );
+                let _ = std::io::stderr().flush();
+            }
+            let Some(line) = lines.next() else { break };
+            let line = line.map_err(|e| {
+                Error::new(ErrorKind::Invalid, "cannot read standard input").with_source(e)
+            })?;
+            if statement.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+                break;
+            }
+            statement.push_str(&line);
+            statement.push('\n');
+            if !line.trim_end().ends_with(';') {
+                continue;
+            }
+            let sql = std::mem::take(&mut statement);
+            let result = match session.query(sql.trim()).await {
+                Ok(stream) => philotes_query::output::write(stream, format, &mut stdout).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                eprintln!("error: {e}");
+                failed = true;
+                if !interactive {
+                    break;
+                }
+            }
+        }
+        if !statement.trim().is_empty() {
+            let stream = session.query(statement.trim()).await?;
+            philotes_query::output::write(stream, format, &mut stdout).await?;
+        }
+        Ok(if failed && !interactive {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
     }
 }
 

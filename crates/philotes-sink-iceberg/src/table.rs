@@ -56,6 +56,10 @@ pub const SNAPSHOT_KEY: &str = "philotes.snapshot-lsn";
 pub const SOURCE_KEY: &str = "philotes.source-table";
 /// Table property: why the table must be copied again before it can stream (until it is).
 pub const NEEDS_RESYNC_KEY: &str = "philotes.needs-resync";
+/// Table property: the field ids of the source table's key (replica identity) columns,
+/// comma-separated — what "per key" means for the current state (`philotes sql`). Field ids,
+/// not names, so a renamed key column stays the key.
+pub const KEY_FIELDS_KEY: &str = "philotes.key-field-ids";
 
 /// How often a failed commit is tried before the pipeline gives up (and resumes after restart).
 const COMMIT_ATTEMPTS: u32 = 5;
@@ -370,7 +374,36 @@ impl ChangelogTable {
         self.columns = columns.into();
         self.ids = plan.ids.into();
         self.batcher = self.new_batcher()?;
+        self.record_key().await?;
         Ok(plan.recopy)
+    }
+
+    /// Keep [`KEY_FIELDS_KEY`] equal to the key of the columns written now.
+    async fn record_key(&mut self) -> Result<()> {
+        let key = self
+            .columns
+            .iter()
+            .zip(self.ids.iter())
+            .filter(|(c, _)| c.is_key)
+            .map(|(_, id)| id.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let props = self.table.metadata().properties();
+        if key.is_empty() || props.get(KEY_FIELDS_KEY) == Some(&key) {
+            return Ok(());
+        }
+        let tx = Transaction::new(&self.table);
+        let tx = tx
+            .update_table_properties()
+            .set(KEY_FIELDS_KEY.to_string(), key)
+            .apply(tx)
+            .map_err(|e| {
+                sink_error("cannot prepare a table property change", e).with("table", &self.source)
+            })?;
+        self.table = tx.commit(self.lake.catalog.as_ref()).await.map_err(|e| {
+            sink_error("cannot record the key columns", e).with("table", &self.source)
+        })?;
+        Ok(())
     }
 
     /// Why the table must be copied again before it streams, if it must.

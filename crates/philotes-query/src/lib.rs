@@ -1,0 +1,388 @@
+//! SQL over the lake (`philotes sql`), on Apache DataFusion through `iceberg-datafusion`.
+//!
+//! Every changelog table Philotes writes is queryable twice: `<ns>.<table>__changelog`, the raw
+//! changes, and `<ns>.<table>`, its current state (a view, see [`state`]). Both can be moved
+//! back in time to a source LSN or commit time: the changelog is append-only, so the state as
+//! of a position is the current-state rule applied to the changes up to it.
+//!
+//! Why views over the catalog's tables rather than a catalog provider: `iceberg-datafusion`'s
+//! catalog provider creates real Iceberg tables when a view is registered in it, and reads
+//! tables through their current schema even where the last snapshot was written under an older
+//! one. Here each table is read through its current snapshot, registered under a private
+//! schema, and the names users type are views on it.
+
+pub mod output;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use iceberg::spec::{PrimitiveType, Type};
+use iceberg::table::Table;
+use iceberg::{Catalog, NamespaceIdent};
+use iceberg_datafusion::IcebergStaticTableProvider;
+use philotes_core::{Error, ErrorKind, Lsn, Result};
+use philotes_sink_iceberg::table::{KEY_FIELDS_KEY, read_progress};
+
+pub use datafusion;
+use state::{Upto, ViewColumn, current_state_sql, ident, last_truncate_sql};
+
+/// The schema holding the tables themselves; users query the views.
+const RAW_SCHEMA: &str = "philotes_raw";
+const META: [&str; 5] = [
+    "_cdc_op",
+    "_cdc_lsn",
+    "_cdc_seq",
+    "_cdc_ts",
+    "_cdc_unchanged",
+];
+const CHANGELOG_SUFFIX: &str = "__changelog";
+
+/// How to query.
+#[derive(Clone, Debug)]
+pub struct QueryOptions {
+    pub upto: Upto,
+    /// Bytes DataFusion may hold before sorts and aggregations spill to disk.
+    pub memory_limit: Option<usize>,
+}
+
+/// One changelog table as it is exposed.
+#[derive(Clone, Debug)]
+pub struct LakeTable {
+    pub namespace: String,
+    /// The changelog's name (`<table>__changelog`).
+    pub changelog: String,
+    /// The current-state view's name; `None` when the table has no key.
+    pub state: Option<String>,
+    /// The table's position in the source (its watermark), when it has one.
+    pub watermark: Option<Lsn>,
+}
+
+/// A DataFusion session with every changelog table of a catalog registered.
+pub struct LakeSession {
+    ctx: SessionContext,
+    pub tables: Vec<LakeTable>,
+}
+
+fn query_error(
+    what: impl Into<String>,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::new(ErrorKind::Invalid, what).with_source(e)
+}
+
+fn lake_error(what: impl Into<String>, e: iceberg::Error) -> Error {
+    Error::new(ErrorKind::Sink, what).with_source(e)
+}
+
+impl LakeSession {
+    /// Register the changelog tables of `catalog`.
+    pub async fn open(catalog: Arc<dyn Catalog>, opts: &QueryOptions) -> Result<LakeSession> {
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = opts.memory_limit {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        let runtime = runtime
+            .build_arc()
+            .map_err(|e| query_error("cannot set up the query engine", e))?;
+        let mut config = SessionConfig::new().with_information_schema(true);
+        if let Some(limit) = opts.memory_limit {
+            // What a sort keeps back for merging its spill files: small enough that the
+            // sorts and aggregations of one query can all spill under a tight limit.
+            // One partition: operators that cannot spill (the merge of sorted partitions)
+            // then have nothing to merge, and the spilling ones get the whole limit.
+            config = config
+                .with_sort_spill_reservation_bytes((limit / 32).clamp(64 << 10, 10 << 20))
+                .with_target_partitions(1);
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut session = LakeSession {
+            ctx,
+            tables: Vec::new(),
+        };
+        let namespaces = catalog
+            .list_namespaces(None)
+            .await
+            .map_err(|e| lake_error("cannot list the catalog's namespaces", e))?;
+        session.schema(RAW_SCHEMA)?;
+        for ns in namespaces {
+            let idents = catalog
+                .list_tables(&ns)
+                .await
+                .map_err(|e| lake_error(format!("cannot list the tables of {ns:?}"), e))?;
+            for ident in idents {
+                if !ident.name().ends_with(CHANGELOG_SUFFIX) {
+                    continue;
+                }
+                let table = catalog
+                    .load_table(&ident)
+                    .await
+                    .map_err(|e| lake_error(format!("cannot load table {ident}"), e))?;
+                let t = session.register(&ns, table, &opts.upto).await?;
+                session.tables.push(t);
+            }
+        }
+        Ok(session)
+    }
+
+    fn schema(&self, name: &str) -> Result<()> {
+        let catalog = self.ctx.catalog("datafusion").ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                "the query engine has no default catalog",
+            )
+        })?;
+        if catalog.schema(name).is_none() {
+            catalog
+                .register_schema(name, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|e| query_error(format!("cannot register schema {name}"), e))?;
+        }
+        Ok(())
+    }
+
+    async fn register(&self, ns: &NamespaceIdent, table: Table, upto: &Upto) -> Result<LakeTable> {
+        let namespace = ns.as_ref().join(".");
+        let name = table.identifier().name().to_string();
+        let watermark = read_progress(&table)?.watermark;
+        let snapshot = table.metadata().current_snapshot().map(|s| s.snapshot_id());
+        let columns = view_columns(&table)?;
+        let provider = match snapshot {
+            // Read through the snapshot's own schema (the table's may be newer).
+            Some(id) => IcebergStaticTableProvider::try_new_from_table_snapshot(table, id).await,
+            None => IcebergStaticTableProvider::try_new_from_table(table).await,
+        }
+        .map_err(|e| lake_error(format!("cannot read table {namespace}.{name}"), e))?;
+        let raw_name = format!("{namespace}.{name}");
+        self.ctx
+            .register_table(
+                TableReference::partial(RAW_SCHEMA, raw_name.as_str()),
+                Arc::new(provider),
+            )
+            .map_err(|e| query_error(format!("cannot register {raw_name}"), e))?;
+        self.schema(&namespace)?;
+        let raw = format!("{}.{}", ident(RAW_SCHEMA), ident(&raw_name));
+        self.view(
+            &namespace,
+            &name,
+            &format!("SELECT * FROM {raw} WHERE {}", upto.condition()),
+        )
+        .await?;
+        let base = name.trim_end_matches(CHANGELOG_SUFFIX).to_string();
+        let state = if columns.iter().any(|c| c.is_key) {
+            let truncate = self.last_truncate(&raw, upto).await?;
+            let select = current_state_sql(&raw, &columns, upto, truncate);
+            self.view(&namespace, &base, &select).await?;
+            Some(base)
+        } else {
+            tracing::warn!(table = %format!("{namespace}.{name}"), "the table has no recorded key (no primary key, or written before Philotes recorded keys): only its changelog is queryable");
+            None
+        };
+        Ok(LakeTable {
+            namespace,
+            changelog: name,
+            state,
+            watermark,
+        })
+    }
+
+    /// Where the last truncate of `raw` up to `upto` is, if there is one.
+    async fn last_truncate(&self, raw: &str, upto: &Upto) -> Result<Option<(i64, i64)>> {
+        use datafusion::arrow::array::{Array, Int64Array};
+        let batches = self
+            .ctx
+            .sql(&last_truncate_sql(raw, upto))
+            .await
+            .map_err(|e| query_error(format!("cannot look for truncates in {raw}"), e))?
+            .collect()
+            .await
+            .map_err(|e| query_error(format!("cannot look for truncates in {raw}"), e))?;
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            let lsn = b.column(0).as_any().downcast_ref::<Int64Array>();
+            let seq = b.column(1).as_any().downcast_ref::<Int64Array>();
+            if let (Some(l), Some(s)) = (lsn, seq)
+                && l.is_valid(0)
+                && s.is_valid(0)
+            {
+                return Ok(Some((l.value(0), s.value(0))));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn view(&self, namespace: &str, name: &str, select: &str) -> Result<()> {
+        let sql = format!(
+            "CREATE OR REPLACE VIEW {}.{} AS {select}",
+            ident(namespace),
+            ident(name)
+        );
+        self.ctx
+            .sql(&sql)
+            .await
+            .map_err(|e| query_error(format!("cannot define the view {namespace}.{name}"), e))?;
+        Ok(())
+    }
+
+    /// Run one read-only statement; the result streams.
+    pub async fn query(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| query_error(format!("{e}"), e))?;
+        df.execute_stream()
+            .await
+            .map_err(|e| query_error(format!("the query failed: {e}"), e))
+    }
+}
+
+/// The source columns of a changelog table, with their key flags and every name they had.
+fn view_columns(table: &Table) -> Result<Vec<ViewColumn>> {
+    let md = table.metadata();
+    // The schema the current snapshot was written under: what the table provider reads.
+    let schema = match md.current_snapshot() {
+        Some(s) => s.schema(md).map_err(|e| {
+            lake_error(
+                format!("cannot read the schema of {}", table.identifier()),
+                e,
+            )
+        })?,
+        None => md.current_schema().clone(),
+    };
+    let keys: Vec<i32> = md
+        .properties()
+        .get(KEY_FIELDS_KEY)
+        .map(|s| s.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    let mut history: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for schema in md.schemas_iter() {
+        for f in schema.as_struct().fields() {
+            let names = history.entry(f.id).or_default();
+            if !names.contains(&f.name) {
+                names.push(f.name.clone());
+            }
+        }
+    }
+    Ok(schema
+        .as_struct()
+        .fields()
+        .iter()
+        .filter(|f| !META.contains(&f.name.as_str()))
+        .map(|f| ViewColumn {
+            name: f.name.clone(),
+            names: history.get(&f.id).cloned().unwrap_or_default(),
+            is_key: keys.contains(&f.id),
+            toastable: toastable(&f.field_type),
+        })
+        .collect())
+}
+
+/// Fixed-width values are never TOASTed, so never "unchanged".
+fn toastable(t: &Type) -> bool {
+    !matches!(
+        t,
+        Type::Primitive(
+            PrimitiveType::Boolean
+                | PrimitiveType::Int
+                | PrimitiveType::Long
+                | PrimitiveType::Float
+                | PrimitiveType::Double
+                | PrimitiveType::Date
+                | PrimitiveType::Time
+                | PrimitiveType::Timestamp
+                | PrimitiveType::Timestamptz
+                | PrimitiveType::Uuid
+        )
+    )
+}
+
+/// `--as-of`: an RFC 3339 time (`2026-11-27T08:00:00Z`) or `YYYY-MM-DD HH:MM:SS[.f][+TZ]`
+/// (UTC when no zone is given).
+pub fn parse_as_of(s: &str) -> Result<Upto> {
+    let t = s.trim();
+    let parsed = chrono::DateTime::parse_from_rfc3339(t)
+        .or_else(|_| chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .map(|d| d.timestamp_micros())
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+                .map(|d| d.and_utc().timestamp_micros())
+        })
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").map(|d| {
+                d.and_hms_opt(0, 0, 0)
+                    .unwrap_or_default()
+                    .and_utc()
+                    .timestamp_micros()
+            })
+        });
+    parsed.map(Upto::Micros).map_err(|_| {
+        Error::new(
+            ErrorKind::Config,
+            format!("--as-of `{s}` is not a time: write e.g. 2026-11-27T08:00:00Z or '2026-11-27 08:00:00+01'"),
+        )
+    })
+}
+
+/// `--memory-limit`: `512MiB`, `2GiB`, `300MB`, or a number of bytes.
+pub fn parse_size(s: &str) -> Result<usize> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => 0,
+    };
+    num.parse::<usize>()
+        .ok()
+        .filter(|_| factor > 0)
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!("`{s}` is not a size: write e.g. 512MiB or 2GiB"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times() -> Result<()> {
+        assert_eq!(parse_size("512MiB")?, 512 << 20);
+        assert_eq!(parse_size("2 GiB")?, 2 << 30);
+        assert_eq!(parse_size("1000")?, 1000);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(
+            parse_as_of("1970-01-01T00:00:01Z")?,
+            Upto::Micros(1_000_000)
+        );
+        assert_eq!(
+            parse_as_of("1970-01-01 01:00:01+01")?,
+            Upto::Micros(1_000_000)
+        );
+        assert_eq!(
+            parse_as_of("1970-01-01 00:00:01.5")?,
+            Upto::Micros(1_500_000)
+        );
+        assert_eq!(parse_as_of("1970-01-02")?, Upto::Micros(86_400_000_000));
+        assert!(parse_as_of("yesterday").is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! The current-state view of a changelog table, as DataFusion SQL.
+//!
+//! The contract (docs/changelog-tables.md): per key, the latest change by (`_cdc_lsn`,
+//! `_cdc_seq`) after the last `T`, unless it is a `D`; a column listed in `_cdc_unchanged`
+//! (an unchanged TOAST value) keeps the key's previous value.
+//!
+//! Why `GROUP BY` + `last_value(… ORDER BY …) FILTER (…)` and not a window: DataFusion's hash
+//! aggregation spills to disk under a memory limit, its window operators do not. The `FILTER`
+//! skips exactly the rows where a column was unchanged, so a real NULL is still a value — which
+//! `IGNORE NULLS` would get wrong. A `D` row is not skipped: it resets the key, and the next
+//! insert carries every value.
+
+/// One source column of a changelog table, as the view needs it.
+#[derive(Clone, Debug)]
+pub struct ViewColumn {
+    /// The name in the table's current schema.
+    pub name: String,
+    /// Every name the field has had (renames), as `_cdc_unchanged` may list any of them.
+    pub names: Vec<String>,
+    pub is_key: bool,
+    /// A type PostgreSQL may TOAST (variable length): only these can be "unchanged".
+    pub toastable: bool,
+}
+
+/// Rows of the changelog to consider: everything, or up to a source LSN or commit time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Upto {
+    All,
+    /// `_cdc_lsn <= lsn` (an LSN as a number).
+    Lsn(u64),
+    /// `_cdc_ts <=` this many microseconds since 1970-01-01 UTC.
+    Micros(i64),
+}
+
+impl Upto {
+    /// The SQL condition on the changelog's rows (`TRUE` for all).
+    pub fn condition(&self) -> String {
+        match self {
+            Upto::All => "TRUE".to_string(),
+            Upto::Lsn(l) => format!("_cdc_lsn <= {l}"),
+            Upto::Micros(us) => format!("_cdc_ts <= to_timestamp_micros({us})"),
+        }
+    }
+}
+
+/// Double-quote an identifier for DataFusion SQL.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Single-quote a string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The query for the position (`_cdc_lsn`, `_cdc_seq`) of the last truncate up to `upto`.
+pub fn last_truncate_sql(changelog: &str, upto: &Upto) -> String {
+    format!(
+        "SELECT _cdc_lsn, _cdc_seq FROM {changelog} WHERE _cdc_op = 'T' AND {} \
+         ORDER BY _cdc_lsn DESC, _cdc_seq DESC LIMIT 1",
+        upto.condition()
+    )
+}
+
+/// The `SELECT` of the current state of `changelog` (a quoted, qualified table reference),
+/// whose last truncate up to `upto` is at `truncate` (found with [`last_truncate_sql`] first:
+/// as a subquery DataFusion would join it with the whole table in memory).
+pub fn current_state_sql(
+    changelog: &str,
+    columns: &[ViewColumn],
+    upto: &Upto,
+    truncate: Option<(i64, i64)>,
+) -> String {
+    let order = "ORDER BY _cdc_lsn, _cdc_seq";
+    let keys: Vec<String> = columns
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| ident(&c.name))
+        .collect();
+    let mut aggregates = Vec::new();
+    for c in columns.iter().filter(|c| !c.is_key) {
+        let col = ident(&c.name);
+        let filter = if c.toastable {
+            let listed: Vec<String> = c
+                .names
+                .iter()
+                .map(|n| format!("array_has(_cdc_unchanged, {})", literal(n)))
+                .collect();
+            format!(
+                " FILTER (WHERE _cdc_unchanged IS NULL OR NOT ({}))",
+                listed.join(" OR ")
+            )
+        } else {
+            String::new()
+        };
+        aggregates.push(format!("last_value({col} {order}){filter} AS {col}"));
+    }
+    aggregates.push(format!("last_value(_cdc_op {order}) AS _cdc_op"));
+    aggregates.push(format!("last_value(_cdc_lsn {order}) AS _cdc_lsn"));
+    aggregates.push(format!("last_value(_cdc_ts {order}) AS _cdc_ts"));
+    let upto = upto.condition();
+    let after_truncate = match truncate {
+        None => "TRUE".to_string(),
+        Some((lsn, seq)) => {
+            format!("(_cdc_lsn > {lsn} OR (_cdc_lsn = {lsn} AND _cdc_seq > {seq}))")
+        }
+    };
+    let outputs: Vec<String> = columns
+        .iter()
+        .map(|c| ident(&c.name))
+        .chain(["_cdc_lsn".to_string(), "_cdc_ts".to_string()])
+        .collect();
+    format!(
+        "SELECT {outputs} FROM (SELECT {keys}, {aggs} FROM {changelog} \
+         WHERE _cdc_op <> 'T' AND {upto} AND {after_truncate} GROUP BY {keys}) \
+         WHERE _cdc_op <> 'D'",
+        outputs = outputs.join(", "),
+        keys = keys.join(", "),
+        aggs = aggregates.join(", "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, is_key: bool, toastable: bool) -> ViewColumn {
+        ViewColumn {
+            name: name.into(),
+            names: vec![name.into()],
+            is_key,
+            toastable,
+        }
+    }
+
+    #[test]
+    fn view_groups_by_key_and_filters_only_toastable_columns() {
+        let mut body = col("body", false, true);
+        body.names.push("old \"body\"".into());
+        let sql = current_state_sql(
+            "\"shop\".\"orders__changelog\"",
+            &[col("id", true, false), col("n", false, false), body],
+            &Upto::Lsn(42),
+            Some((40, 3)),
+        );
+        assert!(sql.contains("(_cdc_lsn > 40 OR (_cdc_lsn = 40 AND _cdc_seq > 3))"));
+        assert!(sql.contains("GROUP BY \"id\""), "{sql}");
+        assert!(sql.contains("last_value(\"n\" ORDER BY _cdc_lsn, _cdc_seq) AS \"n\""));
+        assert!(sql.contains(
+            "FILTER (WHERE _cdc_unchanged IS NULL OR NOT (array_has(_cdc_unchanged, 'body') OR array_has(_cdc_unchanged, 'old \"body\"')))"
+        ));
+        assert!(sql.contains("_cdc_lsn <= 42"));
+        assert!(sql.ends_with("WHERE _cdc_op <> 'D'"));
+        assert!(sql.starts_with("SELECT \"id\", \"n\", \"body\", _cdc_lsn, _cdc_ts FROM"));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(Upto::All.condition(), "TRUE");
+    }
+}
