@@ -104,7 +104,15 @@ def main():
             for oid, s in source.items()
         ) and len(state) == len(source)
         print(f"\n  every row equal: {'yes' if same else 'NO'}")
-        print(f"  the source is gone with the demo; the lake stays in {data_dir}. Open it with:\n"
+
+        query = "SELECT status, count(*) AS orders, sum(amount) AS amount FROM shop.orders GROUP BY status ORDER BY status"
+        say("the same lake through `philotes sql` (DataFusion inside; shop.orders is the current state)")
+        sql_cmd = [cmd[0], "sql", "--data-dir", str(data_dir), query]
+        print("  $ " + " ".join(sql_cmd[:-1]) + f' "{query}"')
+        subprocess.run(sql_cmd, check=True)
+        print(f"  the source is gone with the demo; the lake stays in {data_dir}. Query it with\n"
+              f"    {cmd[0]} sql --data-dir {data_dir}\n"
+              f"  or open it with pyiceberg:\n"
               f"    SqlCatalog('philotes', uri='sqlite:///{data_dir}/catalog.db', warehouse='file://{data_dir}/warehouse')")
         return 0 if same else 1
     finally:
