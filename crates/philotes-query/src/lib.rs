@@ -238,10 +238,10 @@ impl LakeSession {
             .ctx
             .sql_with_options(sql, options)
             .await
-            .map_err(|e| query_error(format!("{e}"), e))?;
+            .map_err(|e| query_error("the statement cannot be run", e))?;
         df.execute_stream()
             .await
-            .map_err(|e| query_error(format!("the query failed: {e}"), e))
+            .map_err(|e| query_error("the query failed", e))
     }
 }
 

@@ -54,7 +54,7 @@ pub async fn write(
     let mut buf = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| {
-            Error::new(ErrorKind::Invalid, format!("the query failed: {e}")).with_source(e)
+            Error::new(ErrorKind::Invalid, "the query failed").with_source(e)
         })?;
         if batch.num_rows() == 0 {
             continue;
