@@ -53,9 +53,8 @@ pub async fn write(
     let mut block_rows = 0usize;
     let mut buf = Vec::new();
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| {
-            Error::new(ErrorKind::Invalid, "the query failed").with_source(e)
-        })?;
+        let batch =
+            batch.map_err(|e| Error::new(ErrorKind::Invalid, "the query failed").with_source(e))?;
         if batch.num_rows() == 0 {
             continue;
         }
