@@ -392,18 +392,7 @@ impl ChangelogTable {
         if key.is_empty() || props.get(KEY_FIELDS_KEY) == Some(&key) {
             return Ok(());
         }
-        let tx = Transaction::new(&self.table);
-        let tx = tx
-            .update_table_properties()
-            .set(KEY_FIELDS_KEY.to_string(), key)
-            .apply(tx)
-            .map_err(|e| {
-                sink_error("cannot prepare a table property change", e).with("table", &self.source)
-            })?;
-        self.table = tx.commit(self.lake.catalog.as_ref()).await.map_err(|e| {
-            sink_error("cannot record the key columns", e).with("table", &self.source)
-        })?;
-        Ok(())
+        self.set_property(KEY_FIELDS_KEY, Some(key)).await
     }
 
     /// Why the table must be copied again before it streams, if it must.
@@ -414,17 +403,23 @@ impl ChangelogTable {
     /// Record (`Some`) or clear (`None`) that the table must be copied again, so every later
     /// run knows it too.
     pub async fn set_needs_resync(&mut self, reason: Option<String>) -> Result<()> {
+        self.set_property(NEEDS_RESYNC_KEY, reason).await
+    }
+
+    /// Set (`Some`) or remove (`None`) the table property `key`.
+    async fn set_property(&mut self, key: &str, value: Option<String>) -> Result<()> {
         let tx = Transaction::new(&self.table);
         let action = tx.update_table_properties();
-        let action = match reason {
-            Some(r) => action.set(NEEDS_RESYNC_KEY.to_string(), r),
-            None => action.remove(NEEDS_RESYNC_KEY.to_string()),
+        let action = match value {
+            Some(v) => action.set(key.to_string(), v),
+            None => action.remove(key.to_string()),
         };
         let tx = action.apply(tx).map_err(|e| {
             sink_error("cannot prepare a table property change", e).with("table", &self.source)
         })?;
         self.table = tx.commit(self.lake.catalog.as_ref()).await.map_err(|e| {
-            sink_error("cannot change a table property", e).with("table", &self.source)
+            sink_error(format!("cannot change the table property {key}"), e)
+                .with("table", &self.source)
         })?;
         Ok(())
     }
