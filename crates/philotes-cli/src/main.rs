@@ -36,6 +36,32 @@ enum Command {
     /// SQL over the lake: `<ns>.<table>` is a table's current state, `<ns>.<table>__changelog`
     /// its changes. Without a query, statements are read from standard input (ending with `;`).
     Sql(SqlArgs),
+    /// Compare each table's current state in the lake with the source, both as of one source
+    /// position. Exit code 0: everything matches; 1: a table differs; 2: a table (or the
+    /// comparison) could not be verified.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Tables to verify, as schema.table; every table of the publication when none is named.
+    #[arg(value_name = "TABLE")]
+    tables_to_verify: Vec<String>,
+    /// Report: text (a table) or json.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+    /// How long to wait for `philotes run` to commit everything before the verification point.
+    #[arg(long, env = "PHILOTES_VERIFY_WAIT", default_value = "120s")]
+    wait: String,
+    /// Keys named per kind of difference (missing, extra, different).
+    #[arg(long, default_value_t = 5)]
+    show: usize,
+    /// Memory for the lake's query (beyond it, sorts and aggregations spill to disk) and for
+    /// the rows held while comparing differing key ranges (e.g. 512MiB).
+    #[arg(long, env = "PHILOTES_VERIFY_MEMORY_LIMIT")]
+    memory_limit: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -72,18 +98,24 @@ impl ResyncArgs {
         if self.tables_to_copy.is_empty() {
             return Ok(Resync::All);
         }
-        let mut list = Vec::new();
-        for t in &self.tables_to_copy {
-            let Some((schema, name)) = t.split_once('.') else {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("resync: `{t}` is not schema.table (e.g. public.orders)"),
-                ));
-            };
-            list.push(TableName::new(schema, name));
-        }
-        Ok(Resync::Tables(list))
+        Ok(Resync::Tables(table_names("resync", &self.tables_to_copy)?))
     }
+}
+
+/// `schema.table` arguments of `command`.
+fn table_names(command: &str, args: &[String]) -> Result<Vec<TableName>, Error> {
+    args.iter()
+        .map(|t| {
+            t.split_once('.')
+                .map(|(schema, name)| TableName::new(schema, name))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!("{command}: `{t}` is not schema.table (e.g. public.orders)"),
+                    )
+                })
+        })
+        .collect()
 }
 
 #[derive(Args, Debug, Default)]
@@ -207,6 +239,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // verify's exit codes: 1 means "differs", so its failures are 2.
+    let failure_is_2 = matches!(cli.command, Command::Verify(_));
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(args, Resync::None).await,
@@ -215,13 +249,14 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             },
             Command::Sql(args) => sql::run(args).await,
+            Command::Verify(args) => verify(args).await,
         }
     });
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            if e.kind() == ErrorKind::Config {
+            if failure_is_2 || e.kind() == ErrorKind::Config {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -236,7 +271,6 @@ mod sql {
     use std::io::{BufRead, IsTerminal, Write};
     use std::process::ExitCode;
 
-    use philotes_config::Layer;
     use philotes_core::{Error, ErrorKind, Lsn};
     use philotes_query::output::Format;
     use philotes_query::state::Upto;
@@ -256,12 +290,7 @@ mod sql {
             (None, None) => Upto::All,
         };
         let memory_limit = args.memory_limit.as_deref().map(parse_size).transpose()?;
-        let (config_file, flags) = args.lake.layer();
-        let file = match config_file {
-            Some(path) => Layer::from_toml_file(&path)?,
-            None => Layer::default(),
-        };
-        let settings = flags.over(file).resolve()?;
+        let settings = super::settings(args.lake)?;
         if !settings.data_dir.exists()
             && matches!(
                 settings.catalog,
@@ -379,13 +408,18 @@ fn init_logging() {
         .init();
 }
 
-async fn run(args: RunArgs, resync: Resync) -> Result<ExitCode, Error> {
+/// Settings from flags, `PHILOTES_*` variables, the `--config` file and defaults.
+fn settings(args: RunArgs) -> Result<philotes_config::Settings, Error> {
     let (config_file, flags) = args.layer();
     let file = match config_file {
         Some(path) => Layer::from_toml_file(&path)?,
         None => Layer::default(),
     };
-    let settings = flags.over(file).resolve()?;
+    flags.over(file).resolve()
+}
+
+async fn run(args: RunArgs, resync: Resync) -> Result<ExitCode, Error> {
+    let settings = settings(args)?;
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stop.clone());
     let report = philotes_pipeline::run(&settings, stop, &resync).await?;
@@ -402,6 +436,29 @@ async fn run(args: RunArgs, resync: Resync) -> Result<ExitCode, Error> {
         eprintln!("error: table {} is stopped: {}", t.table, t.error);
     }
     Ok(ExitCode::FAILURE)
+}
+
+async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {
+    let opts = philotes_verify::VerifyOptions {
+        tables: table_names("verify", &args.tables_to_verify)?,
+        wait: philotes_config::parse_duration(&args.wait)?,
+        memory_limit: args
+            .memory_limit
+            .as_deref()
+            .map(philotes_query::parse_size)
+            .transpose()?,
+        show: args.show,
+    };
+    let settings = settings(args.run)?;
+    let report = philotes_verify::verify(&settings, &opts).await?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.format == "json" {
+        report.write_json(&mut out)
+    } else {
+        report.write_text(&mut out)
+    };
+    written.map_err(|e| Error::new(ErrorKind::Disk, "cannot write the report").with_source(e))?;
+    Ok(ExitCode::from(report.exit_code()))
 }
 
 /// First Ctrl-C or SIGTERM: stop at the next transaction boundary after committing what is

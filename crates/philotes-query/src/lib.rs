@@ -62,6 +62,10 @@ pub struct LakeTable {
     pub state: Option<String>,
     /// The table's position in the source (its watermark), when it has one.
     pub watermark: Option<Lsn>,
+    /// The source columns of the current-state view, in order.
+    pub columns: Vec<String>,
+    /// The key columns (empty when the table has no recorded key).
+    pub key: Vec<String>,
 }
 
 /// A DataFusion session with every changelog table of a catalog registered.
@@ -188,6 +192,12 @@ impl LakeSession {
             changelog: name,
             state,
             watermark,
+            key: columns
+                .iter()
+                .filter(|c| c.is_key)
+                .map(|c| c.name.clone())
+                .collect(),
+            columns: columns.into_iter().map(|c| c.name).collect(),
         })
     }
 

@@ -15,4 +15,4 @@ pub mod table;
 
 pub use batch::Batcher;
 pub use catalog::{Lake, open_catalog};
-pub use table::{ChangelogTable, stored_attnums, stored_progress, table_ident};
+pub use table::{ChangelogTable, source_batcher, stored_attnums, stored_progress, table_ident};

@@ -240,6 +240,23 @@ pub async fn stored_progress(catalog: &dyn Catalog, ident: &TableIdent) -> Resul
     }
 }
 
+/// A batcher that converts rows of the source's `columns` (as they are now) exactly as the
+/// pipeline writes them into `table`, so `philotes verify` can compare the source with the lake
+/// value by value. Columns the table has not seen yet get the fields the pipeline would add.
+pub fn source_batcher(table: &Table, columns: &[ColumnDesc]) -> Result<Batcher> {
+    let md = table.metadata();
+    let known = parse_attnums(md.properties().get(ATTNUMS_KEY));
+    let plan = plan(md, &known, columns, Lsn::default())?;
+    let schema = plan
+        .schema
+        .unwrap_or_else(|| md.current_schema().as_ref().clone());
+    let arrow = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(&schema)
+            .map_err(|e| sink_error("cannot map the table schema to Arrow", e))?,
+    );
+    Batcher::new(columns.into(), &schema, arrow, &plan.ids)
+}
+
 /// The source attnums an existing changelog table knows (empty when it does not exist yet).
 pub async fn stored_attnums(catalog: &dyn Catalog, ident: &TableIdent) -> Result<Attnums> {
     match catalog.load_table(ident).await {

@@ -1,0 +1,334 @@
+//! `philotes verify`: does the lake's current state equal the source, table by table?
+//!
+//! **Consistently.** A temporary slot's exported snapshot gives a source position `C` and a
+//! snapshot that sees exactly the transactions committed before `C`. Verify waits until the
+//! pipeline's own slot is confirmed at or past `C` — the pipeline confirms only what it has
+//! committed, so the lake then holds every change before `C` — and reads the lake as of `C`
+//! (changes with `_cdc_lsn <= C`, the time travel of `philotes sql`). Both sides describe the
+//! same moment however busy the source is, so concurrent writes raise no false alarms.
+//!
+//! **Exactly.** Source rows are read with the initial copy's `COPY` and converted by the sink's
+//! own converter, so a value compares equal only if the pipeline would have written it as the
+//! lake holds it. Values are compared in Arrow's row encoding: NULL is not the empty string,
+//! `[NULL]` is not `[]`, `-0.0` is not `0.0`.
+//!
+//! **Without holding a table.** Rows are summarised per range of the key's hash (see
+//! [`digest`]); only ranges that differ are compared row by row (see [`compare`]).
+
+pub mod compare;
+pub mod digest;
+pub mod progress;
+pub mod report;
+
+use std::time::{Duration, Instant};
+
+use philotes_config::Settings;
+use philotes_core::{Error, ErrorKind, Lsn, Result, TableName};
+use philotes_query::state::{Upto, ident};
+use philotes_query::{LakeSession, QueryOptions};
+use philotes_sink_iceberg::table::read_progress;
+use philotes_sink_iceberg::{Lake, open_catalog, table_ident};
+use philotes_source_postgres::catalog::publication_tables;
+use philotes_source_postgres::{
+    ExportedSnapshot, SourceConn, SourceTable, TypeResolver, preflight,
+};
+
+use crate::compare::{Sides, compare};
+use crate::progress::Progress;
+use crate::report::{Report, TableReport};
+
+/// How to verify.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// Tables to verify; every table of the publication when empty.
+    pub tables: Vec<TableName>,
+    /// How long to wait for the pipeline to commit everything before the verification point.
+    pub wait: Duration,
+    /// Memory for the lake's query (spilling beyond it) and for the rows held while drilling.
+    pub memory_limit: Option<usize>,
+    /// Keys to name per kind of difference.
+    pub show: usize,
+}
+
+/// Memory for held rows when no limit is given.
+const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
+
+/// Verify every table (or the ones named) of the publication.
+pub async fn verify(settings: &Settings, opts: &VerifyOptions) -> Result<Report> {
+    let source = settings.source.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            "no source: set --source or PHILOTES_SOURCE to the PostgreSQL URL the lake replicates",
+        )
+    })?;
+    let mut conn = SourceConn::parse(source)?;
+    let client = conn.connect().await?;
+    conn.settle_prefer(&client).await?;
+    let tables = chosen_tables(&client, settings, &opts.tables).await?;
+    let snapshot = ExportedSnapshot::open(&conn, &settings.publication).await?;
+    let at = snapshot.lsn;
+    // Something past `C` for the pipeline to confirm, even on a quiet source.
+    if let Err(e) = preflight::emit_heartbeat(&client).await {
+        tracing::debug!(error = %e, "no heartbeat written");
+    }
+    wait_for_lake(&client, &settings.slot, at, opts.wait).await?;
+    let lake = open_catalog(settings).await?;
+    // Half the memory for the lake's query, half for the rows held while drilling.
+    let session = LakeSession::open(
+        lake.catalog.clone(),
+        &QueryOptions {
+            upto: Upto::Lsn(at.0),
+            memory_limit: opts.memory_limit.map(|m| m / 2),
+        },
+    )
+    .await?;
+    let mut reports = Vec::with_capacity(tables.len());
+    for st in &tables {
+        let started = Instant::now();
+        let ctx = Ctx {
+            conn: &conn,
+            client: &client,
+            snapshot: &snapshot,
+            settings,
+            lake: &lake,
+            session: &session,
+            opts,
+        };
+        let mut report = verify_table(&ctx, st).await;
+        report.seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+        tracing::info!(table = %st.name, status = ?report.status, seconds = report.seconds, "verified");
+        reports.push(report);
+    }
+    drop(snapshot);
+    Ok(Report::new(at.to_string(), reports))
+}
+
+/// The publication's tables, or the ones asked for (each must be in it).
+async fn chosen_tables(
+    client: &tokio_postgres::Client,
+    settings: &Settings,
+    wanted: &[TableName],
+) -> Result<Vec<SourceTable>> {
+    let mut resolver = TypeResolver::default();
+    let mut tables = publication_tables(client, &mut resolver, &settings.publication).await?;
+    for w in wanted {
+        if !tables.iter().any(|t| &t.name == w) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "table {w} is not in publication {}: name tables as schema.table, as `philotes run` replicates them",
+                    settings.publication
+                ),
+            ));
+        }
+    }
+    if !wanted.is_empty() {
+        tables.retain(|t| wanted.contains(&t.name));
+    }
+    if tables.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "publication {} has no tables: nothing to verify (is --publication right?)",
+                settings.publication
+            ),
+        ));
+    }
+    Ok(tables)
+}
+
+/// Wait until `slot` is confirmed at or past `at`: the lake then holds every change before it.
+async fn wait_for_lake(
+    client: &tokio_postgres::Client,
+    slot: &str,
+    at: Lsn,
+    wait: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut inactive_since: Option<Instant> = None;
+    let mut told = false;
+    loop {
+        let row = client
+            .query_opt(
+                "SELECT active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| Error::new(ErrorKind::Source, "cannot read the replication slot's position").with_source(e))?;
+        let Some(row) = row else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "there is no replication slot {slot} on the source: verify compares the lake `philotes run` keeps with that slot — check --slot, or start `philotes run` first"
+                ),
+            ));
+        };
+        let active: bool = row.get(0);
+        let confirmed = row
+            .get::<_, Option<String>>(1)
+            .map(|s| s.parse::<Lsn>())
+            .transpose()?;
+        if confirmed.is_some_and(|c| c >= at) {
+            return Ok(());
+        }
+        let shown = confirmed.map_or("nothing".to_string(), |c| c.to_string());
+        let since = *inactive_since.get_or_insert_with(Instant::now);
+        if active {
+            inactive_since = None;
+        } else if since.elapsed() >= Duration::from_secs(10) {
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!(
+                    "`philotes run` is not running (slot {slot} is not in use; confirmed up to {shown}): verify needs it to bring the lake up to the verification point {at} — start it, then verify again"
+                ),
+            ));
+        }
+        if started.elapsed() >= wait {
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!(
+                    "the lake did not reach the verification point {at} within {}s (slot {slot} is confirmed up to {shown}): `philotes run` is behind, or a stopped table holds the slot back (see its log; `philotes resync` mends a stopped table) — verify again later or raise --wait",
+                    wait.as_secs()
+                ),
+            ));
+        }
+        if !told && started.elapsed() >= Duration::from_secs(2) {
+            tracing::info!(slot, verification_point = %at, confirmed = %shown, "waiting for `philotes run` to commit everything before the verification point");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// What every table's verification shares.
+struct Ctx<'a> {
+    conn: &'a SourceConn,
+    client: &'a tokio_postgres::Client,
+    snapshot: &'a ExportedSnapshot,
+    settings: &'a Settings,
+    lake: &'a Lake,
+    session: &'a LakeSession,
+    opts: &'a VerifyOptions,
+}
+
+async fn verify_table(ctx: &Ctx<'_>, st: &SourceTable) -> TableReport {
+    let name = st.name.to_string();
+    match prepare(ctx, st).await {
+        Err(reason) => TableReport::not_verified(name, reason),
+        Ok((sides, not_in_lake)) => {
+            let estimate = ctx
+                .client
+                .query_one(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = $1",
+                    &[&st.oid],
+                )
+                .await
+                .ok()
+                .and_then(|r| u64::try_from(r.get::<_, i64>(0)).ok());
+            let progress = Progress::start(name.clone(), estimate);
+            // A held row: its key, a hash per column, and the map's own overhead.
+            let per_row = 144 + 8 * sides.names.len();
+            let held = ctx
+                .opts
+                .memory_limit
+                .map_or(DEFAULT_BUDGET_BYTES, |m| m / 2);
+            let budget = (held / per_row).max(100);
+            let outcome =
+                compare(&sides, ctx.session, ctx.opts.show, budget as u64, &progress).await;
+            drop(progress);
+            match outcome {
+                Ok(o) => TableReport::compared(name, o, not_in_lake),
+                Err(e) => TableReport::not_verified(name, e.to_string()),
+            }
+        }
+    }
+}
+
+/// Match the source table with its changelog, or say why they cannot be compared.
+async fn prepare(
+    ctx: &Ctx<'_>,
+    st: &SourceTable,
+) -> std::result::Result<(Sides, Vec<String>), String> {
+    let at = ctx.snapshot.lsn;
+    let id = table_ident(&st.name, ctx.settings.namespace.as_deref());
+    let ns = id.namespace().as_ref().join(".");
+    let Some(lt) = ctx
+        .session
+        .tables
+        .iter()
+        .find(|t| t.namespace == ns && t.changelog == id.name())
+    else {
+        return Err(format!(
+            "the lake has no changelog table {id}: `philotes run` has not copied it yet"
+        ));
+    };
+    let lake_table = ctx
+        .lake
+        .catalog
+        .load_table(&id)
+        .await
+        .map_err(|e| format!("cannot load {id}: {e}"))?;
+    match read_progress(&lake_table)
+        .map_err(|e| e.to_string())?
+        .snapshot_lsn
+    {
+        None => return Err("its initial copy is not committed yet".to_string()),
+        Some(s) if s > at => {
+            return Err(format!(
+                "it was copied at {s}, after the verification point {at}: verify again"
+            ));
+        }
+        Some(_) => {}
+    }
+    let source_key: Vec<String> = st
+        .columns
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| c.name.clone())
+        .collect();
+    if source_key.is_empty() {
+        return Err("the source table has no primary key: the lake keeps its changes (the changelog) but no current state to compare".to_string());
+    }
+    let Some(view) = lt.state.as_ref() else {
+        return Err("the lake has no key recorded for it (written before Philotes recorded keys): run `philotes resync` for it".to_string());
+    };
+    if source_key != lt.key {
+        return Err(format!(
+            "the key differs: the source's is ({}), the lake's ({}); `philotes resync {}` copies the table again under the new key",
+            source_key.join(", "),
+            lt.key.join(", "),
+            st.name
+        ));
+    }
+    let (names, not_in_lake): (Vec<String>, Vec<String>) = st
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .partition(|n| lt.columns.contains(n));
+    let key = source_key
+        .iter()
+        .filter_map(|k| names.iter().position(|n| n == k))
+        .collect();
+    let lake_sql = format!(
+        "SELECT {} FROM {}.{}",
+        names
+            .iter()
+            .map(|n| ident(n))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ident(&lt.namespace),
+        ident(view)
+    );
+    Ok((
+        Sides {
+            conn: ctx.conn.clone(),
+            snapshot: ctx.snapshot.name.clone(),
+            source: st.clone(),
+            lake_table,
+            lake_sql,
+            names: names.into(),
+            key,
+        },
+        not_in_lake,
+    ))
+}
