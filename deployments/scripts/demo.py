@@ -73,7 +73,12 @@ def main():
         cmd = [str(BINARY), "run", "--source", url, "--data-dir", str(data_dir), "--flush-interval", "1s"]
         print("  $ " + " ".join(cmd))
         p = subprocess.Popen(cmd, env={**os.environ, "PHILOTES_LOG": os.environ.get("PHILOTES_LOG", "info")})
-        time.sleep(SECONDS)
+        time.sleep(SECONDS / 2)
+        say("while the load goes on: `philotes verify` compares source and lake as of one LSN")
+        verify_cmd = [cmd[0], "verify", "--source", url, "--data-dir", str(data_dir)]
+        print("  $ " + " ".join(verify_cmd))
+        verified = subprocess.run(verify_cmd, env={**os.environ, "PHILOTES_LOG": "warn"}).returncode
+        time.sleep(SECONDS / 2)
         stop.set()
         writer.join()
         print(f"  the load made {stats['insert']} inserts, {stats['update']} updates, {stats['delete']} deletes")
@@ -114,7 +119,7 @@ def main():
               f"    {cmd[0]} sql --data-dir {data_dir}\n"
               f"  or open it with pyiceberg:\n"
               f"    SqlCatalog('philotes', uri='sqlite:///{data_dir}/catalog.db', warehouse='file://{data_dir}/warehouse')")
-        return 0 if same else 1
+        return 0 if same and verified == 0 else 1
     finally:
         cluster.stop()
 
