@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,7 @@ class Bench:
         pub = f"bench_{table}"
         self.sql(f"CREATE PUBLICATION {pub} FOR TABLE {table}")
         secs, peak, data = self.philotes("--publication", pub, "--slot", f"snap_{table}")
+        verify = self.verify(pub, f"snap_{table}", data, rows, copy_s)
         self.drop_slot(f"snap_{table}")
         files = list((data / "warehouse").rglob("*.parquet"))
         r = {
@@ -140,9 +142,36 @@ class Bench:
             "peak_rss_mib": peak / 1024,
             "parquet_files": len(files),
             "parquet_mean_mib": (sum(f.stat().st_size for f in files) / len(files) / 2**20) if files else 0,
+            "verify": verify,
         }
         shutil.rmtree(data, ignore_errors=True)
         return r
+
+    def verify(self, pub, slot, data, rows, copy_s):
+        """`philotes verify` of the copied table while `philotes run` keeps the slot, timed."""
+        env = {**os.environ, "PHILOTES_LOG": os.environ.get("PHILOTES_LOG", "warn")}
+        common = ["--source", self.url, "--data-dir", str(data), "--publication", pub, "--slot", slot]
+        run = subprocess.Popen([str(self.binary), "run", *common, "--flush-interval", "500ms"], env=env)
+        try:
+            t = time.perf_counter()
+            p = subprocess.Popen([str(self.binary), "verify", *common, "--format", "json"], env=env, stdout=subprocess.PIPE, text=True)
+            peak = 0
+            while p.poll() is None:
+                peak = max(peak, vm_hwm_kib(p.pid))
+                time.sleep(0.01)
+            secs = time.perf_counter() - t
+            report = json.loads(p.stdout.read())
+        finally:
+            run.send_signal(signal.SIGTERM)
+            run.wait(timeout=120)
+        if p.returncode != 0:
+            raise SystemExit(f"philotes verify found the lake different ({p.returncode}): {report}")
+        # The comparison itself; the rest is start-up and the wait for `run` to confirm past
+        # the verification point (about its flush interval).
+        compare_s = max(sum(t["seconds"] for t in report["tables"]), 1e-3)
+        return {"seconds": secs, "compare_seconds": compare_s, "rows_per_s": rows / compare_s,
+                "ratio_to_copy": (rows / compare_s) / (rows / copy_s),
+                "peak_rss_mib": peak / 1024, "status": report["status"]}
 
     def make_tables(self):
         a = self.args
@@ -357,6 +386,11 @@ def report(r):
     out.append("snapshot   rows      philotes rows/s   MB/s    COPY binary rows/s   ratio   peak RSS   files (mean MiB)")
     for name, s in r["snapshot"].items():
         out.append(f"{name:<9}{s['rows']:>9}   {s['philotes_rows_per_s']:>14,.0f}   {s['philotes_mb_per_s']:>5.1f}   {s['copy_rows_per_s']:>18,.0f}   {s['ratio_to_copy']:>5.2f}   {s['peak_rss_mib']:>5.0f} MiB   {s['parquet_files']} ({s['parquet_mean_mib']:.1f})")
+    out.append("")
+    out.append("verify     rows      verify rows/s     COPY binary rows/s   ratio   peak RSS   result   total s (incl. waiting for run)")
+    for name, s in r["snapshot"].items():
+        v = s["verify"]
+        out.append(f"{name:<9}{s['rows']:>9}   {v['rows_per_s']:>14,.0f}   {s['copy_rows_per_s']:>18,.0f}   {v['ratio_to_copy']:>5.2f}   {v['peak_rss_mib']:>5.0f} MiB   {v['status']:<6}   {v['seconds']:.1f}")
     out.append("")
     out.append(f"streaming (each run includes {r['startup_seconds']:.2f} s of start-up)")
     out.append("op       txn rows   changes   philotes changes/s   pg_recvlogical changes/s   ratio   peak RSS   files")

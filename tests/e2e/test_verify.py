@@ -117,6 +117,11 @@ def test_verify_finds_planted_missing_extra_and_changed_rows(source):
         assert (t["missing"], t["extra"], t["different"]) == (1, 1, 60003), t
         assert t["rounds"] >= 2, t
 
+        code, report, p = verify(source, "public.items", "--memory-limit", "16MiB", "--max-rounds", "1")
+        t = by_table(report)["public.items"]
+        assert code == 1 and t["complete"] is False and t["rounds"] == 1, t
+        assert 0 < t["different"] < 60003, t
+
         code, _, p = verify(source, fmt="text")
         assert code == 1
         assert "DIFFERENT" in p.stdout and "missing from the lake: id=17" in p.stdout, p.stdout
@@ -179,15 +184,17 @@ def test_verify_says_what_it_cannot_verify(source):
     started = time.monotonic()
     code, report, p = verify(source)
     assert code == 2 and report is None
-    assert "is not running" in p.stderr and "start it" in p.stderr, p.stderr
+    assert "is not streaming" in p.stderr and "start it" in p.stderr, p.stderr
     assert time.monotonic() - started < 60
 
+    source.sql("ALTER TABLE keyed ADD COLUMN w text")  # no change to the table since
     proc = running(source)
     try:
         code, report, p = verify(source)
         assert code == 2, p.stderr
         tables = by_table(report)
         assert tables["public.keyed"]["status"] == "match"
+        assert tables["public.keyed"]["columns_not_in_lake"] == ["w"]
         assert tables["public.keyless"]["status"] == "not_verified"
         assert "no primary key" in tables["public.keyless"]["reason"]
         code, _, p = verify(source, "public.nope")

@@ -57,9 +57,13 @@ struct VerifyArgs {
     #[arg(long, default_value_t = 5)]
     show: usize,
     /// Memory for the lake's query (beyond it, sorts and aggregations spill to disk) and for
-    /// the rows held while comparing differing key ranges (e.g. 512MiB).
-    #[arg(long, env = "PHILOTES_VERIFY_MEMORY_LIMIT")]
-    memory_limit: Option<String>,
+    /// the rows held while comparing differing key ranges, half each.
+    #[arg(long, env = "PHILOTES_VERIFY_MEMORY_LIMIT", default_value = "1GiB")]
+    memory_limit: String,
+    /// Rounds of row-by-row comparison at most per table; each reads both sides again (more
+    /// are needed only when more rows differ than half the memory holds).
+    #[arg(long, env = "PHILOTES_VERIFY_MAX_ROUNDS", default_value_t = 4)]
+    max_rounds: u32,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -309,6 +313,7 @@ mod sql {
         let opts = QueryOptions {
             upto: upto.clone(),
             memory_limit,
+            only: None,
         };
         let session = LakeSession::open(lake.catalog.clone(), &opts).await?;
         if let Upto::Lsn(l) = upto {
@@ -442,12 +447,9 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {
     let opts = philotes_verify::VerifyOptions {
         tables: table_names("verify", &args.tables_to_verify)?,
         wait: philotes_config::parse_duration(&args.wait)?,
-        memory_limit: args
-            .memory_limit
-            .as_deref()
-            .map(philotes_query::parse_size)
-            .transpose()?,
+        memory_limit: Some(philotes_query::parse_size(&args.memory_limit)?),
         show: args.show,
+        max_rounds: args.max_rounds,
     };
     let settings = settings(args.run)?;
     let report = philotes_verify::verify(&settings, &opts).await?;

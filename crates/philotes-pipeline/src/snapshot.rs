@@ -1,7 +1,8 @@
 //! Initial copies of tables that have none committed yet.
 
 use philotes_core::{
-    Cell, ConvertError, Error, ErrorKind, Op, Result, Row, RowBatcher, TableProgress, TableSink,
+    Cell, ConvertError, Error, ErrorKind, Lsn, Op, Result, Row, RowBatcher, TableProgress,
+    TableSink,
 };
 use std::ops::ControlFlow;
 
@@ -70,6 +71,11 @@ async fn copy_one<T: TableSink>(
     let descs = t.source.columns.clone();
     let partitioned = t.source.partitioned;
     let lsn = snapshot.lsn;
+    // The copy holds every transaction that committed before `lsn`; the stream delivers those
+    // whose commit record starts at `lsn` or later. Its rows carry the position just before,
+    // so they sort before a streamed transaction committed exactly at `lsn` (records start on
+    // 8-byte boundaries: none starts at `lsn - 1`).
+    let row_lsn = Lsn(lsn.0.saturating_sub(1));
     // Three stages on their own tasks, so both cores work: PostgreSQL's COPY stream is read
     // into chunks of whole tuples, the tuples are parsed in place and converted into Arrow
     // batches, and this task encodes the batches into Parquet.
@@ -90,7 +96,7 @@ async fn copy_one<T: TableSink>(
     if again {
         let nulls = vec![Cell::Null; columns.len()];
         batcher
-            .append(Op::Truncate, &nulls, lsn, 0, ts_us)
+            .append(Op::Truncate, &nulls, row_lsn, 0, ts_us)
             .map_err(|ce| Error::new(ErrorKind::Internal, ce.message).with("table", &name))?;
     }
     let converter = tokio::spawn(async move {
@@ -98,7 +104,7 @@ async fn copy_one<T: TableSink>(
         while let Some(chunk) = chunk_rx.recv().await {
             let mut failed = None;
             let parsed = chunk.for_each_row(|row| {
-                match batcher.append(Op::Snapshot, row, lsn, seq, ts_us) {
+                match batcher.append(Op::Snapshot, row, row_lsn, seq, ts_us) {
                     Ok(()) => {
                         seq += 1;
                         ControlFlow::Continue(())

@@ -25,7 +25,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use iceberg::spec::{PrimitiveType, Type};
 use iceberg::table::Table;
-use iceberg::{Catalog, NamespaceIdent};
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use iceberg_datafusion::IcebergStaticTableProvider;
 use philotes_core::{Error, ErrorKind, Lsn, Result};
 use philotes_sink_iceberg::table::{KEY_FIELDS_KEY, read_progress};
@@ -50,6 +50,8 @@ pub struct QueryOptions {
     pub upto: Upto,
     /// Bytes DataFusion may hold before sorts and aggregations spill to disk.
     pub memory_limit: Option<usize>,
+    /// Register only these changelog tables; every one of the catalog when `None`.
+    pub only: Option<Vec<TableIdent>>,
 }
 
 /// One changelog table as it is exposed.
@@ -66,6 +68,8 @@ pub struct LakeTable {
     pub columns: Vec<String>,
     /// The key columns (empty when the table has no recorded key).
     pub key: Vec<String>,
+    /// The table as it was loaded (the views read its current snapshot).
+    pub table: Table,
 }
 
 /// A DataFusion session with every changelog table of a catalog registered.
@@ -121,7 +125,8 @@ impl LakeSession {
                 .await
                 .map_err(|e| lake_error(format!("cannot list the tables of {ns:?}"), e))?;
             for ident in idents {
-                if !ident.name().ends_with(CHANGELOG_SUFFIX) {
+                let wanted = opts.only.as_ref().is_none_or(|only| only.contains(&ident));
+                if !wanted || !ident.name().ends_with(CHANGELOG_SUFFIX) {
                     continue;
                 }
                 let table = catalog
@@ -158,8 +163,10 @@ impl LakeSession {
         let columns = view_columns(&table)?;
         let provider = match snapshot {
             // Read through the snapshot's own schema (the table's may be newer).
-            Some(id) => IcebergStaticTableProvider::try_new_from_table_snapshot(table, id).await,
-            None => IcebergStaticTableProvider::try_new_from_table(table).await,
+            Some(id) => {
+                IcebergStaticTableProvider::try_new_from_table_snapshot(table.clone(), id).await
+            }
+            None => IcebergStaticTableProvider::try_new_from_table(table.clone()).await,
         }
         .map_err(|e| lake_error(format!("cannot read table {namespace}.{name}"), e))?;
         let raw_name = format!("{namespace}.{name}");
@@ -198,6 +205,7 @@ impl LakeSession {
                 .map(|c| c.name.clone())
                 .collect(),
             columns: columns.into_iter().map(|c| c.name).collect(),
+            table,
         })
     }
 

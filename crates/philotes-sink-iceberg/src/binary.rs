@@ -30,8 +30,16 @@ pub fn decode_binary<'a>(type_oid: u32, ty: &ColumnType, b: &'a [u8]) -> Result<
         oid::INT2 => Value::I32(i32::from(i16::from_be_bytes(fixed(b)?))),
         oid::INT4 => Value::I32(i32::from_be_bytes(fixed(b)?)),
         oid::INT8 => Value::I64(i64::from_be_bytes(fixed(b)?)),
-        oid::FLOAT4 => Value::F32(f32::from_be_bytes(fixed(b)?)),
-        oid::FLOAT8 => Value::F64(f64::from_be_bytes(fixed(b)?)),
+        // PostgreSQL holds every NaN equal (`-'NaN'` has another sign bit); the lake gets the
+        // one NaN the text form parses to, whichever path a value came by.
+        oid::FLOAT4 => Value::F32(match f32::from_be_bytes(fixed(b)?) {
+            v if v.is_nan() => f32::NAN,
+            v => v,
+        }),
+        oid::FLOAT8 => Value::F64(match f64::from_be_bytes(fixed(b)?) {
+            v if v.is_nan() => f64::NAN,
+            v => v,
+        }),
         oid::JSONB => match b.split_first() {
             Some((1, text)) => Value::Str(parse::utf8(text)?),
             _ => return Err("jsonb value of an unknown binary version".into()),
@@ -134,6 +142,23 @@ mod tests {
             parse_value(&ty, text.as_bytes()),
             "{text}"
         );
+    }
+
+    #[test]
+    fn every_nan_decodes_to_the_one_the_text_form_gives() {
+        let neg = (-f64::NAN).to_be_bytes();
+        match (
+            decode_binary(oid::FLOAT8, &ColumnType::Float64, &neg),
+            parse_value(&ColumnType::Float64, b"NaN"),
+        ) {
+            (Ok(Value::F64(a)), Ok(Value::F64(b))) => assert_eq!(a.to_bits(), b.to_bits()),
+            other => panic!("{other:?}"),
+        }
+        let neg = (-f32::NAN).to_be_bytes();
+        match decode_binary(oid::FLOAT4, &ColumnType::Float32, &neg) {
+            Ok(Value::F32(a)) => assert_eq!(a.to_bits(), f32::NAN.to_bits()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

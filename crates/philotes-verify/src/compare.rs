@@ -42,6 +42,8 @@ pub struct Sides {
     pub names: Arc<[String]>,
     /// Indexes of the key columns in `names`.
     pub key: Vec<usize>,
+    /// Source columns the lake has no field for yet: compared with NULL.
+    pub unseen: Arc<[String]>,
 }
 
 /// The comparison of one table.
@@ -56,9 +58,24 @@ pub struct Outcome {
     pub first_extra: Vec<String>,
     /// Keys with the names of the columns that differ.
     pub first_different: Vec<(String, Vec<String>)>,
-    /// Buckets whose summaries differed, and the rounds spent on them.
+    /// Buckets whose summaries differed.
     pub differing_buckets: usize,
-    pub rounds: u16,
+    /// Rounds of row-by-row comparison run, and needed.
+    pub rounds: u32,
+    pub rounds_needed: u32,
+    /// Values of the source in columns the lake has not seen yet (should be 0).
+    pub unseen_values: u64,
+}
+
+/// How one table is compared.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Keys named per kind of difference.
+    pub show: usize,
+    /// Source rows held at once while comparing row by row.
+    pub budget: u64,
+    /// Rounds of row-by-row comparison at most (each reads both sides again).
+    pub max_rounds: u32,
 }
 
 /// What a side's rows are handed to.
@@ -70,13 +87,11 @@ fn joined(e: tokio::task::JoinError) -> Error {
     Error::new(ErrorKind::Internal, format!("a verify task failed: {e}"))
 }
 
-/// Compare one table; `show` keys of each kind are named; at most `budget` source rows are
-/// held at once.
+/// Compare one table.
 pub async fn compare(
     sides: &Sides,
     session: &LakeSession,
-    show: usize,
-    budget: u64,
+    limits: Limits,
     progress: &Progress,
 ) -> Result<Outcome> {
     let stream = session.query(&sides.lake_sql).await?;
@@ -91,49 +106,68 @@ pub async fn compare(
         types,
         sides.key.clone(),
     )?);
-    // Pass 1: the source on its own task, so converting it and the lake's query use both cores.
-    let source = tokio::spawn(scan_source(
+    // Pass 1: the source on its own task, so converting it and the lake's query use both
+    // cores; whichever side fails first ends the other.
+    let unseen = Arc::new(AtomicU64::new(0));
+    let mut source = tokio::spawn(scan_source(
         sides.clone(),
         digester.clone(),
         Summarise::default(),
         progress.source.clone(),
+        Some(unseen.clone()),
     ));
     let lake = scan_lake(
         stream,
         digester.clone(),
         Summarise::default(),
         progress.lake.clone(),
-    )
-    .await;
-    let source = source.await.map_err(joined)??.0;
-    let lake = lake?.0;
-    let plan = Arc::new(Plan::new(&source, &lake, budget));
+    );
+    tokio::pin!(lake);
+    let (source, lake) = tokio::select! {
+        s = &mut source => {
+            let s = s.map_err(joined)??;
+            (s.0, lake.await?.0)
+        }
+        l = &mut lake => match l {
+            Ok(l) => (source.await.map_err(joined)??.0, l.0),
+            Err(e) => {
+                source.abort();
+                return Err(e);
+            }
+        },
+    };
+    let plan = Arc::new(Plan::new(&source, &lake, limits.budget));
     let mut out = Outcome {
         source_rows: source.rows,
         lake_rows: lake.rows,
         differing_buckets: plan.differing,
+        rounds_needed: plan.rounds,
+        unseen_values: unseen.load(Ordering::Relaxed),
+        missing: plan.one_sided_missing,
+        extra: plan.one_sided_extra,
         ..Outcome::default()
     };
-    if plan.differing == 0 {
-        return Ok(out);
-    }
-    let mut missing = FirstKeys::new(show);
-    let mut extra = FirstKeys::new(show);
-    let mut different = FirstKeys::new(show);
-    out.missing = plan.one_sided_missing;
-    out.extra = plan.one_sided_extra;
-    for round in 0..plan.rounds {
+    let one_sided = plan.one_sided_missing + plan.one_sided_extra > 0;
+    let rounds = match plan.rounds.min(limits.max_rounds) {
+        // Buckets with rows on one side only are counted already; read for their keys.
+        0 if one_sided && limits.show > 0 => 1,
+        n => n,
+    };
+    let mut missing = FirstKeys::new(limits.show);
+    let mut extra = FirstKeys::new(limits.show);
+    let mut different = FirstKeys::new(limits.show);
+    for round in 0..rounds {
         progress.phase(format!(
-            "comparing {} differing key ranges row by row (round {} of {})",
+            "comparing {} differing key ranges row by row (round {} of {rounds})",
             plan.differing,
             round + 1,
-            plan.rounds
         ));
         let held = scan_source(
             sides.clone(),
             digester.clone(),
-            SourceDrill::new(plan.clone(), round, show),
+            SourceDrill::new(plan.clone(), round, limits.show),
             progress.source.clone(),
+            None,
         )
         .await?;
         missing.merge(held.missing);
@@ -141,7 +175,7 @@ pub async fn compare(
         let mut lake = scan_lake(
             stream,
             digester.clone(),
-            LakeDrill::new(plan.clone(), round, held.held, show),
+            LakeDrill::new(plan.clone(), round, held.held, limits.show),
             progress.lake.clone(),
         )
         .await?;
@@ -154,8 +188,8 @@ pub async fn compare(
         out.different += lake.different_count;
         extra.merge(lake.extra);
         different.merge(lake.different);
+        out.rounds = round + 1;
     }
-    out.rounds = plan.rounds;
     out.first_missing = digester.show_keys(missing.entries().map(|(k, _)| k))?;
     out.first_extra = digester.show_keys(extra.entries().map(|(k, _)| k))?;
     let keys = digester.show_keys(different.entries().map(|(k, _)| k))?;
@@ -171,11 +205,13 @@ pub async fn compare(
 }
 
 /// Read the source table under the snapshot, converted exactly as the pipeline converts it.
+/// With `unseen`, count the values of the columns the lake has not seen yet.
 async fn scan_source<V: Visit>(
     sides: Sides,
     digester: Arc<Digester>,
     mut visit: V,
     counter: Arc<AtomicU64>,
+    unseen: Option<Arc<AtomicU64>>,
 ) -> Result<V> {
     let table = sides.source.name.clone();
     let mut batcher = source_batcher(&sides.lake_table, &sides.source.columns)?;
@@ -209,6 +245,15 @@ async fn scan_source<V: Visit>(
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        if let Some(unseen) = &unseen {
+            let values: usize = sides
+                .unseen
+                .iter()
+                .filter_map(|n| batch.column_by_name(n))
+                .map(|c| c.len() - c.null_count())
+                .sum();
+            unseen.fetch_add(values as u64, Ordering::Relaxed);
+        }
         let cols = digester.align(cols)?;
         let d = digester.digest(&cols)?;
         visit.visit(&digester, &cols, &d)?;
@@ -231,7 +276,7 @@ async fn scan_source<V: Visit>(
             return Err(Error::new(
                 ErrorKind::Conversion,
                 format!(
-                    "a source value cannot be converted ({}); the pipeline stops this table on it too — see its dead-letter file",
+                    "a source value cannot be converted as the lake's schema says ({}): the source's column changed and the pipeline has not followed yet, or the value arrived after the verification point — verify again; if it persists, `philotes run` will stop on it too",
                     ce.message
                 ),
             )
@@ -289,13 +334,13 @@ struct Held {
 /// buckets the lake has nothing in.
 struct SourceDrill {
     plan: Arc<Plan>,
-    round: u16,
+    round: u32,
     held: HashMap<Box<[u8]>, Held>,
     missing: FirstKeys,
 }
 
 impl SourceDrill {
-    fn new(plan: Arc<Plan>, round: u16, show: usize) -> Self {
+    fn new(plan: Arc<Plan>, round: u32, show: usize) -> Self {
         SourceDrill {
             plan,
             round,
@@ -306,7 +351,7 @@ impl SourceDrill {
 }
 
 /// What pass 2 does with a row of `bucket` in `round`.
-fn role(plan: &Plan, round: u16, bucket: u32) -> Option<Drill> {
+fn role(plan: &Plan, round: u32, bucket: u32) -> Option<Drill> {
     match plan.kind.get(bucket as usize).copied().flatten()? {
         Drill::Round(r) if r == round => Some(Drill::Round(r)),
         Drill::Round(_) => None,
@@ -345,7 +390,7 @@ impl Visit for SourceDrill {
 /// Pass 2, lake side: match lake rows against the held source rows.
 struct LakeDrill {
     plan: Arc<Plan>,
-    round: u16,
+    round: u32,
     held: HashMap<Box<[u8]>, Held>,
     extra: FirstKeys,
     different: FirstKeys,
@@ -354,7 +399,7 @@ struct LakeDrill {
 }
 
 impl LakeDrill {
-    fn new(plan: Arc<Plan>, round: u16, held: HashMap<Box<[u8]>, Held>, show: usize) -> Self {
+    fn new(plan: Arc<Plan>, round: u32, held: HashMap<Box<[u8]>, Held>, show: usize) -> Self {
         LakeDrill {
             plan,
             round,

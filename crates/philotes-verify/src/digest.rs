@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use philotes_core::{Error, ErrorKind, Result};
 use philotes_query::datafusion::arrow::array::ArrayRef;
-use philotes_query::datafusion::arrow::compute::cast;
+use philotes_query::datafusion::arrow::compute::{CastOptions, cast_with_options};
 use philotes_query::datafusion::arrow::datatypes::DataType;
 use philotes_query::datafusion::arrow::row::{RowConverter, Rows, SortField};
 use philotes_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -98,7 +98,13 @@ impl Digester {
                 if c.data_type() == t {
                     return Ok(c);
                 }
-                cast(&c, t).map_err(|e| {
+                // Not `safe`: a value that does not fit is an error, never a NULL that might
+                // match a NULL on the other side.
+                let options = CastOptions {
+                    safe: false,
+                    ..CastOptions::default()
+                };
+                cast_with_options(&c, t, &options).map_err(|e| {
                     Error::new(
                         ErrorKind::Invalid,
                         format!(
@@ -171,11 +177,31 @@ impl Digester {
                 self.key
                     .iter()
                     .zip(&formatters)
-                    .map(|(&k, f)| format!("{}={}", self.names[k], f.value(r)))
+                    .zip(&arrays)
+                    .map(|((&k, f), a)| format!("{}={}", self.names[k], show_value(a, f, r)))
                     .collect::<Vec<_>>()
                     .join(", ")
             })
             .collect())
+    }
+}
+
+/// One key value as a user would write it: strings quoted, uuids dashed.
+fn show_value(array: &ArrayRef, f: &ArrayFormatter<'_>, row: usize) -> String {
+    let shown = f.value(row).to_string();
+    match array.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            format!("'{}'", shown.replace('\'', "''"))
+        }
+        DataType::FixedSizeBinary(16) if shown.len() == 32 => format!(
+            "{}-{}-{}-{}-{}",
+            &shown[..8],
+            &shown[8..12],
+            &shown[12..16],
+            &shown[16..20],
+            &shown[20..]
+        ),
+        _ => shown,
     }
 }
 
@@ -254,7 +280,8 @@ impl FirstKeys {
 pub struct Plan {
     /// Per bucket: `None` when both sides agree.
     pub kind: Vec<Option<Drill>>,
-    pub rounds: u16,
+    /// Rounds of row-by-row comparison needed (0 when no bucket has rows on both sides).
+    pub rounds: u32,
     /// Rows missing from, or extra in, buckets only one side has rows in.
     pub one_sided_missing: u64,
     pub one_sided_extra: u64,
@@ -268,7 +295,7 @@ pub enum Drill {
     /// Only the lake has rows here: all extra.
     LakeOnly,
     /// Both have rows: compared key by key in this round (rounds bound the memory).
-    Round(u16),
+    Round(u32),
 }
 
 impl Plan {
@@ -276,7 +303,7 @@ impl Plan {
     /// most `budget` source rows each.
     pub fn new(source: &Summary, lake: &Summary, budget: u64) -> Plan {
         let mut kind = vec![None; BUCKETS];
-        let (mut rounds, mut in_round) = (0u16, 0u64);
+        let (mut rounds, mut in_round) = (0u32, 0u64);
         let (mut missing, mut extra, mut differing) = (0, 0, 0);
         for (b, kind) in kind.iter_mut().enumerate() {
             let (sc, lc) = (source.count[b], lake.count[b]);
@@ -291,17 +318,17 @@ impl Plan {
                 extra += lc;
                 Drill::LakeOnly
             } else {
-                if in_round > 0 && in_round + sc > budget {
+                if rounds == 0 || (in_round > 0 && in_round + sc > budget) {
                     rounds += 1;
                     in_round = 0;
                 }
                 in_round += sc;
-                Drill::Round(rounds)
+                Drill::Round(rounds - 1)
             });
         }
         Plan {
             kind,
-            rounds: rounds + 1,
+            rounds,
             one_sided_missing: missing,
             one_sided_extra: extra,
             differing,
@@ -407,8 +434,31 @@ mod tests {
         lake.add(&d.digest(&batch(&ids[1..], &changed[1..])).unwrap());
         let plan = Plan::new(&source, &lake, 1);
         assert_eq!(plan.differing, 3);
+        assert_eq!(Plan::new(&source, &source, 1).rounds, 0);
         assert_eq!(plan.one_sided_missing, 1, "key 0 is alone in its bucket");
         assert_eq!(plan.rounds, 2, "a budget of one row per round");
+    }
+
+    #[test]
+    fn keys_print_as_they_are_written() {
+        use philotes_query::datafusion::arrow::array::FixedSizeBinaryArray;
+        let d = Digester::new(
+            vec!["name".into(), "id".into()],
+            vec![DataType::Utf8, DataType::FixedSizeBinary(16)],
+            vec![0, 1],
+        )
+        .unwrap();
+        let uuid: Vec<u8> = (0u8..16).collect();
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["it's, a=b"])),
+            Arc::new(FixedSizeBinaryArray::try_from_iter(std::iter::once(uuid)).unwrap()),
+        ];
+        let keys = d.keys(&cols).unwrap();
+        let shown = d.show_keys([keys.row(0).as_ref()]).unwrap();
+        assert_eq!(
+            shown,
+            vec!["name='it''s, a=b', id=00010203-0405-0607-0809-0a0b0c0d0e0f"]
+        );
     }
 
     #[test]

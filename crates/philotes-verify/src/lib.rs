@@ -4,8 +4,10 @@
 //! snapshot that sees exactly the transactions committed before `C`. Verify waits until the
 //! pipeline's own slot is confirmed at or past `C` — the pipeline confirms only what it has
 //! committed, so the lake then holds every change before `C` — and reads the lake as of `C`
-//! (changes with `_cdc_lsn <= C`, the time travel of `philotes sql`). Both sides describe the
-//! same moment however busy the source is, so concurrent writes raise no false alarms.
+//! (changes with `_cdc_lsn < C`, the time travel of `philotes sql`: a transaction whose commit
+//! record starts at `C` is not in the snapshot, and initial copies write their rows just before
+//! their own consistent point). Both sides describe the same moment however busy the source
+//! is, so concurrent writes raise no false alarms.
 //!
 //! **Exactly.** Source rows are read with the initial copy's `COPY` and converted by the sink's
 //! own converter, so a value compares equal only if the pipeline would have written it as the
@@ -27,13 +29,13 @@ use philotes_core::{Error, ErrorKind, Lsn, Result, TableName};
 use philotes_query::state::{Upto, ident};
 use philotes_query::{LakeSession, QueryOptions};
 use philotes_sink_iceberg::table::read_progress;
-use philotes_sink_iceberg::{Lake, open_catalog, table_ident};
+use philotes_sink_iceberg::{open_catalog, table_ident};
 use philotes_source_postgres::catalog::publication_tables;
 use philotes_source_postgres::{
     ExportedSnapshot, SourceConn, SourceTable, TypeResolver, preflight,
 };
 
-use crate::compare::{Sides, compare};
+use crate::compare::{Limits, Sides, compare};
 use crate::progress::Progress;
 use crate::report::{Report, TableReport};
 
@@ -48,6 +50,8 @@ pub struct VerifyOptions {
     pub memory_limit: Option<usize>,
     /// Keys to name per kind of difference.
     pub show: usize,
+    /// Rounds of row-by-row comparison at most per table (each reads both sides again).
+    pub max_rounds: u32,
 }
 
 /// Memory for held rows when no limit is given.
@@ -64,21 +68,29 @@ pub async fn verify(settings: &Settings, opts: &VerifyOptions) -> Result<Report>
     let mut conn = SourceConn::parse(source)?;
     let client = conn.connect().await?;
     conn.settle_prefer(&client).await?;
-    let tables = chosen_tables(&client, settings, &opts.tables).await?;
+    // The lake's options and the table names are checked before anything waits.
+    let lake = open_catalog(settings).await?;
+    chosen_tables(&client, settings, &opts.tables).await?;
     let snapshot = ExportedSnapshot::open(&conn, &settings.publication).await?;
     let at = snapshot.lsn;
+    // Their columns as close to the snapshot as can be.
+    let tables = chosen_tables(&client, settings, &opts.tables).await?;
     // Something past `C` for the pipeline to confirm, even on a quiet source.
     if let Err(e) = preflight::emit_heartbeat(&client).await {
         tracing::debug!(error = %e, "no heartbeat written");
     }
     wait_for_lake(&client, &settings.slot, at, opts.wait).await?;
-    let lake = open_catalog(settings).await?;
+    let only = tables
+        .iter()
+        .map(|t| table_ident(&t.name, settings.namespace.as_deref()))
+        .collect();
     // Half the memory for the lake's query, half for the rows held while drilling.
     let session = LakeSession::open(
         lake.catalog.clone(),
         &QueryOptions {
-            upto: Upto::Lsn(at.0),
+            upto: Upto::Lsn(at.0.saturating_sub(1)),
             memory_limit: opts.memory_limit.map(|m| m / 2),
+            only: Some(only),
         },
     )
     .await?;
@@ -90,12 +102,11 @@ pub async fn verify(settings: &Settings, opts: &VerifyOptions) -> Result<Report>
             client: &client,
             snapshot: &snapshot,
             settings,
-            lake: &lake,
             session: &session,
             opts,
         };
         let mut report = verify_table(&ctx, st).await;
-        report.seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+        report.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         tracing::info!(table = %st.name, status = ?report.status, seconds = report.seconds, "verified");
         reports.push(report);
     }
@@ -179,7 +190,7 @@ async fn wait_for_lake(
             return Err(Error::new(
                 ErrorKind::Source,
                 format!(
-                    "`philotes run` is not running (slot {slot} is not in use; confirmed up to {shown}): verify needs it to bring the lake up to the verification point {at} — start it, then verify again"
+                    "`philotes run` is not streaming (slot {slot} is not in use; confirmed up to {shown}): it is stopped, or still making an initial copy. Verify needs it streaming to bring the lake up to the verification point {at} — start it (or let the copy finish), then verify again"
                 ),
             ));
         }
@@ -206,42 +217,64 @@ struct Ctx<'a> {
     client: &'a tokio_postgres::Client,
     snapshot: &'a ExportedSnapshot,
     settings: &'a Settings,
-    lake: &'a Lake,
     session: &'a LakeSession,
     opts: &'a VerifyOptions,
 }
 
 async fn verify_table(ctx: &Ctx<'_>, st: &SourceTable) -> TableReport {
     let name = st.name.to_string();
-    match prepare(ctx, st).await {
-        Err(reason) => TableReport::not_verified(name, reason),
-        Ok((sides, not_in_lake)) => {
-            let estimate = ctx
-                .client
-                .query_one(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = $1",
-                    &[&st.oid],
-                )
-                .await
-                .ok()
-                .and_then(|r| u64::try_from(r.get::<_, i64>(0)).ok());
-            let progress = Progress::start(name.clone(), estimate);
-            // A held row: its key, a hash per column, and the map's own overhead.
-            let per_row = 144 + 8 * sides.names.len();
-            let held = ctx
-                .opts
-                .memory_limit
-                .map_or(DEFAULT_BUDGET_BYTES, |m| m / 2);
-            let budget = (held / per_row).max(100);
-            let outcome =
-                compare(&sides, ctx.session, ctx.opts.show, budget as u64, &progress).await;
-            drop(progress);
-            match outcome {
-                Ok(o) => TableReport::compared(name, o, not_in_lake),
-                Err(e) => TableReport::not_verified(name, e.to_string()),
-            }
-        }
+    let (sides, not_in_lake) = match prepare(ctx, st).await {
+        Err(reason) => return TableReport::not_verified(name, reason),
+        Ok(prepared) => prepared,
+    };
+    let estimate = ctx
+        .client
+        .query_one(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = $1",
+            &[&st.oid],
+        )
+        .await
+        .ok()
+        .and_then(|r| u64::try_from(r.get::<_, i64>(0)).ok());
+    let before = filenode(ctx.client, st.oid).await;
+    let progress = Progress::start(name.clone(), estimate);
+    // A held row: its key (assumed up to 64 bytes), a hash per column, the map's overhead.
+    let per_row = 208 + 8 * sides.names.len();
+    let held = ctx
+        .opts
+        .memory_limit
+        .map_or(DEFAULT_BUDGET_BYTES, |m| m / 2);
+    let limits = Limits {
+        show: ctx.opts.show,
+        budget: (held / per_row).max(100) as u64,
+        max_rounds: ctx.opts.max_rounds,
+    };
+    let outcome = compare(&sides, ctx.session, limits, &progress).await;
+    drop(progress);
+    // TRUNCATE and table rewrites are not MVCC-safe: under the old snapshot the table would
+    // read as empty.
+    if before != filenode(ctx.client, st.oid).await {
+        return TableReport::not_verified(
+            name,
+            "the table was truncated or rewritten while verify read it (such changes are not visible consistently under a snapshot): verify again".to_string(),
+        );
     }
+    match outcome {
+        Ok(o) => TableReport::compared(name, o, not_in_lake),
+        Err(e) if e.to_string().contains("Resources exhausted") => {
+            TableReport::not_verified(name, format!("{e} — raise --memory-limit"))
+        }
+        Err(e) => TableReport::not_verified(name, e.to_string()),
+    }
+}
+
+/// The table's storage file (it changes on TRUNCATE and rewrites); `None` when partitioned.
+async fn filenode(client: &tokio_postgres::Client, oid: u32) -> Option<u32> {
+    client
+        .query_one("SELECT pg_relation_filenode($1)", &[&oid])
+        .await
+        .ok()
+        .and_then(|r| r.get::<_, Option<u32>>(0))
 }
 
 /// Match the source table with its changelog, or say why they cannot be compared.
@@ -262,12 +295,7 @@ async fn prepare(
             "the lake has no changelog table {id}: `philotes run` has not copied it yet"
         ));
     };
-    let lake_table = ctx
-        .lake
-        .catalog
-        .load_table(&id)
-        .await
-        .map_err(|e| format!("cannot load {id}: {e}"))?;
+    let lake_table = lt.table.clone();
     match read_progress(&lake_table)
         .map_err(|e| e.to_string())?
         .snapshot_lsn
@@ -292,7 +320,10 @@ async fn prepare(
     let Some(view) = lt.state.as_ref() else {
         return Err("the lake has no key recorded for it (written before Philotes recorded keys): run `philotes resync` for it".to_string());
     };
-    if source_key != lt.key {
+    let (mut a, mut b) = (source_key.clone(), lt.key.clone());
+    a.sort();
+    b.sort();
+    if a != b {
         return Err(format!(
             "the key differs: the source's is ({}), the lake's ({}); `philotes resync {}` copies the table again under the new key",
             source_key.join(", "),
@@ -328,6 +359,7 @@ async fn prepare(
             lake_sql,
             names: names.into(),
             key,
+            unseen: not_in_lake.clone().into(),
         },
         not_in_lake,
     ))

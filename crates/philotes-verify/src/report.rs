@@ -36,13 +36,19 @@ pub struct TableReport {
     pub first_missing: Vec<String>,
     pub first_extra: Vec<String>,
     pub first_different: Vec<DifferentRow>,
-    /// Source columns the lake has no field for yet (their values are not compared).
+    /// Source columns the lake has no field for yet (added, with no change since): they match
+    /// only while every value is NULL (`values_not_in_lake` counts the others).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub columns_not_in_lake: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub values_not_in_lake: u64,
     /// Key ranges (buckets of the key's hash) whose summaries differed, and the rounds spent
     /// comparing them row by row (more than one when their rows did not fit the memory).
     pub differing_ranges: usize,
-    pub rounds: u16,
+    pub rounds: u32,
+    /// Whether every differing range was compared row by row; when not (more rounds were
+    /// needed than `--max-rounds`), `missing`, `extra` and `different` are lower bounds.
+    pub complete: bool,
     /// Why the table was not verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -63,15 +69,18 @@ impl TableReport {
             first_extra: Vec::new(),
             first_different: Vec::new(),
             columns_not_in_lake: Vec::new(),
+            values_not_in_lake: 0,
             differing_ranges: 0,
             rounds: 0,
+            complete: false,
             reason: Some(reason),
             seconds: 0.0,
         }
     }
 
     pub fn compared(table: String, o: Outcome, columns_not_in_lake: Vec<String>) -> TableReport {
-        let differs = o.missing + o.extra + o.different > 0 || !columns_not_in_lake.is_empty();
+        let differs =
+            o.missing + o.extra + o.different + o.unseen_values > 0 || o.differing_buckets > 0;
         TableReport {
             table,
             status: if differs {
@@ -92,12 +101,18 @@ impl TableReport {
                 .map(|(key, columns)| DifferentRow { key, columns })
                 .collect(),
             columns_not_in_lake,
+            values_not_in_lake: o.unseen_values,
             differing_ranges: o.differing_buckets,
             rounds: o.rounds,
+            complete: o.rounds >= o.rounds_needed,
             reason: None,
             seconds: 0.0,
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -219,8 +234,16 @@ impl Report {
             if !t.columns_not_in_lake.is_empty() {
                 writeln!(
                     out,
-                    "    source columns the lake has not seen yet (not compared): {}",
-                    t.columns_not_in_lake.join(", ")
+                    "    source columns the lake has not seen yet: {} ({} non-NULL values)",
+                    t.columns_not_in_lake.join(", "),
+                    t.values_not_in_lake
+                )?;
+            }
+            if !t.complete {
+                writeln!(
+                    out,
+                    "    compared row by row in {} of the rounds needed only: the counts are lower bounds (raise --max-rounds or --memory-limit)",
+                    t.rounds
                 )?;
             }
         }
