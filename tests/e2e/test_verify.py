@@ -4,6 +4,7 @@ must pass while the source is busy."""
 import datetime
 import decimal
 import json
+import shlex
 import subprocess
 import threading
 import time
@@ -197,6 +198,13 @@ def test_verify_says_what_it_cannot_verify(source):
         assert tables["public.keyed"]["columns_not_in_lake"] == ["w"]
         assert tables["public.keyless"]["status"] == "not_verified"
         assert "no primary key" in tables["public.keyless"]["reason"]
+        # On a terminal: a progress line per table (drawn at once, then every 250 ms).
+        cmd = [str(BINARY), "verify", "--source", source.url, "--data-dir", str(source.data_dir), "public.keyed"]
+        tty = subprocess.run(["script", "-qec", shlex.join(cmd), "/dev/null"], capture_output=True, text=True, timeout=300)
+        assert tty.returncode == 0, tty.stdout
+        assert "verify public.keyed: summarising key ranges" in tty.stdout, tty.stdout
+        assert "public.keyed" in tty.stdout and "match" in tty.stdout
+
         code, _, p = verify(source, "public.nope")
         assert code == 2 and "not in publication" in p.stderr, p.stderr
     finally:

@@ -31,10 +31,15 @@ use philotes_core::{Error, ErrorKind, Lsn, Result};
 use philotes_sink_iceberg::table::{KEY_FIELDS_KEY, read_progress};
 
 pub use datafusion;
-use state::{Upto, ViewColumn, current_state_sql, ident, last_truncate_sql};
+use state::{
+    Upto, ViewColumn, any_unchanged_sql, current_state_sql, ident, last_truncate_sql,
+    latest_row_sql,
+};
 
 /// The schema holding the tables themselves; users query the views.
 const RAW_SCHEMA: &str = "philotes_raw";
+/// Where unqualified names are looked up (DataFusion's default).
+const DEFAULT_SCHEMA: &str = "public";
 const META: [&str; 5] = [
     "_cdc_op",
     "_cdc_lsn",
@@ -72,10 +77,22 @@ pub struct LakeTable {
     pub table: Table,
 }
 
+/// A current-state view not defined yet: each is defined when a statement first names it,
+/// since finding its last truncate reads the table's `_cdc_op` column.
+struct PendingState {
+    namespace: String,
+    name: String,
+    /// The quoted, qualified changelog it reads.
+    raw: String,
+    columns: Vec<ViewColumn>,
+}
+
 /// A DataFusion session with every changelog table of a catalog registered.
 pub struct LakeSession {
     ctx: SessionContext,
     pub tables: Vec<LakeTable>,
+    upto: Upto,
+    pending: std::sync::Mutex<Vec<PendingState>>,
 }
 
 fn query_error(
@@ -113,6 +130,8 @@ impl LakeSession {
         let mut session = LakeSession {
             ctx,
             tables: Vec::new(),
+            upto: opts.upto.clone(),
+            pending: std::sync::Mutex::new(Vec::new()),
         };
         let namespaces = catalog
             .list_namespaces(None)
@@ -186,9 +205,14 @@ impl LakeSession {
         .await?;
         let base = name.trim_end_matches(CHANGELOG_SUFFIX).to_string();
         let state = if columns.iter().any(|c| c.is_key) {
-            let truncate = self.last_truncate(&raw, upto).await?;
-            let select = current_state_sql(&raw, &columns, upto, truncate);
-            self.view(&namespace, &base, &select).await?;
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.push(PendingState {
+                    namespace: namespace.clone(),
+                    name: base.clone(),
+                    raw: raw.clone(),
+                    columns: columns.clone(),
+                });
+            }
             Some(base)
         } else {
             tracing::warn!(table = %format!("{namespace}.{name}"), "the table has no recorded key (no primary key, or written before Philotes recorded keys): only its changelog is queryable");
@@ -246,8 +270,60 @@ impl LakeSession {
         Ok(())
     }
 
+    /// Define the current-state views `sql` names (all of them when it reads
+    /// `information_schema`).
+    async fn define_named_views(&self, sql: &str) -> Result<()> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let refs = state
+            .sql_to_statement(sql, &dialect)
+            .and_then(|stmt| state.resolve_table_references(&stmt))
+            .map_err(|e| query_error("the statement cannot be parsed", e))?;
+        let all = refs
+            .iter()
+            .any(|r| r.schema() == Some("information_schema"));
+        let named = |p: &PendingState| {
+            all || refs
+                .iter()
+                .any(|r| r.table() == p.name && r.schema().unwrap_or(DEFAULT_SCHEMA) == p.namespace)
+        };
+        let due: Vec<PendingState> = match self.pending.lock() {
+            Ok(mut pending) => {
+                let (due, rest) = std::mem::take(&mut *pending).into_iter().partition(named);
+                *pending = rest;
+                due
+            }
+            Err(_) => Vec::new(),
+        };
+        for p in due {
+            let truncate = self.last_truncate(&p.raw, &self.upto).await?;
+            let unchanged = any_unchanged_sql(&p.raw, &self.upto, truncate);
+            let select = if self.any_row(&unchanged).await? {
+                current_state_sql(&p.raw, &p.columns, &self.upto, truncate)
+            } else {
+                latest_row_sql(&p.raw, &p.columns, &self.upto, truncate)
+            };
+            self.view(&p.namespace, &p.name, &select).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `sql` returns a row.
+    async fn any_row(&self, sql: &str) -> Result<bool> {
+        let batches = self
+            .ctx
+            .sql(sql)
+            .await
+            .map_err(|e| query_error("cannot look for unchanged values", e))?
+            .collect()
+            .await
+            .map_err(|e| query_error("cannot look for unchanged values", e))?;
+        Ok(batches.iter().any(|b| b.num_rows() > 0))
+    }
+
     /// Run one read-only statement; the result streams.
     pub async fn query(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        self.define_named_views(sql).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

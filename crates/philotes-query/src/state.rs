@@ -4,11 +4,15 @@
 //! `_cdc_seq`) after the last `T`, unless it is a `D`; a column listed in `_cdc_unchanged`
 //! (an unchanged TOAST value) keeps the key's previous value.
 //!
-//! Why `GROUP BY` + `last_value(… ORDER BY …) FILTER (…)` and not a window: DataFusion's hash
-//! aggregation spills to disk under a memory limit, its window operators do not. The `FILTER`
-//! skips exactly the rows where a column was unchanged, so a real NULL is still a value — which
-//! `IGNORE NULLS` would get wrong. A `D` row is not skipped: it resets the key, and the next
-//! insert carries every value.
+//! Two forms. When no change (after the last truncate) left a value unchanged, the state is
+//! each key's last row: `row_number()` over the key on rows sorted by key and position — the
+//! sort spills under a memory limit and the window streams over it ([`latest_row_sql`]).
+//! Otherwise values must be carried forward per column: `GROUP BY` key with
+//! `last_value(… ORDER BY …) FILTER (…)` ([`current_state_sql`]), whose hash aggregation also
+//! spills but is several times slower (DataFusion's ordered `last_value` on strings works row
+//! by row). The `FILTER` skips exactly the rows where a column was unchanged, so a real NULL is
+//! still a value — which `IGNORE NULLS` would get wrong. A `D` row is not skipped: it resets
+//! the key, and the next insert carries every value.
 
 /// One source column of a changelog table, as the view needs it.
 #[derive(Clone, Debug)]
@@ -99,12 +103,7 @@ pub fn current_state_sql(
     aggregates.push(format!("last_value(_cdc_lsn {order}) AS _cdc_lsn"));
     aggregates.push(format!("last_value(_cdc_ts {order}) AS _cdc_ts"));
     let upto = upto.condition();
-    let after_truncate = match truncate {
-        None => "TRUE".to_string(),
-        Some((lsn, seq)) => {
-            format!("(_cdc_lsn > {lsn} OR (_cdc_lsn = {lsn} AND _cdc_seq > {seq}))")
-        }
-    };
+    let after_truncate = after(truncate);
     let outputs: Vec<String> = columns
         .iter()
         .map(|c| ident(&c.name))
@@ -117,6 +116,57 @@ pub fn current_state_sql(
         outputs = outputs.join(", "),
         keys = keys.join(", "),
         aggs = aggregates.join(", "),
+    )
+}
+
+/// The condition for rows after the truncate at `truncate`.
+fn after(truncate: Option<(i64, i64)>) -> String {
+    match truncate {
+        None => "TRUE".to_string(),
+        Some((lsn, seq)) => {
+            format!("(_cdc_lsn > {lsn} OR (_cdc_lsn = {lsn} AND _cdc_seq > {seq}))")
+        }
+    }
+}
+
+/// The query for whether any change up to `upto` after `truncate` left a TOAST value unchanged.
+pub fn any_unchanged_sql(changelog: &str, upto: &Upto, truncate: Option<(i64, i64)>) -> String {
+    format!(
+        // Not `IS NOT NULL`: pushed into the Iceberg scan, a condition on a list column fails.
+        "SELECT 1 AS unchanged FROM {changelog} WHERE cardinality(_cdc_unchanged) > 0 AND {} AND {} LIMIT 1",
+        upto.condition(),
+        after(truncate)
+    )
+}
+
+/// The current state when no change left a value unchanged: per key its last row, found with
+/// `row_number()` over the key. Several times faster than [`current_state_sql`] (DataFusion's
+/// ordered `last_value` on strings works row by row) and as bounded in memory: the sort
+/// spills, and the window streams over the sorted rows.
+pub fn latest_row_sql(
+    changelog: &str,
+    columns: &[ViewColumn],
+    upto: &Upto,
+    truncate: Option<(i64, i64)>,
+) -> String {
+    let keys: Vec<String> = columns
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| ident(&c.name))
+        .collect();
+    let outputs: Vec<String> = columns
+        .iter()
+        .map(|c| ident(&c.name))
+        .chain(["_cdc_lsn".to_string(), "_cdc_ts".to_string()])
+        .collect();
+    format!(
+        "SELECT {outputs} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} \
+         ORDER BY _cdc_lsn DESC, _cdc_seq DESC) AS _cdc_rn FROM {changelog} \
+         WHERE _cdc_op <> 'T' AND {upto} AND {after}) WHERE _cdc_rn = 1 AND _cdc_op <> 'D'",
+        outputs = outputs.join(", "),
+        keys = keys.join(", "),
+        upto = upto.condition(),
+        after = after(truncate),
     )
 }
 
@@ -152,6 +202,25 @@ mod tests {
         assert!(sql.contains("_cdc_lsn <= 42"));
         assert!(sql.ends_with("WHERE _cdc_op <> 'D'"));
         assert!(sql.starts_with("SELECT \"id\", \"n\", \"body\", _cdc_lsn, _cdc_ts FROM"));
+    }
+
+    #[test]
+    fn latest_row_view_numbers_rows_per_key() {
+        let sql = latest_row_sql(
+            "\"t\"",
+            &[
+                col("a", true, false),
+                col("b", true, false),
+                col("v", false, true),
+            ],
+            &Upto::All,
+            Some((7, 0)),
+        );
+        assert!(sql.starts_with("SELECT \"a\", \"b\", \"v\", _cdc_lsn, _cdc_ts FROM"));
+        assert!(sql.contains("PARTITION BY \"a\", \"b\" ORDER BY _cdc_lsn DESC, _cdc_seq DESC"));
+        assert!(sql.contains("(_cdc_lsn > 7 OR (_cdc_lsn = 7 AND _cdc_seq > 0))"));
+        assert!(sql.ends_with("WHERE _cdc_rn = 1 AND _cdc_op <> 'D'"));
+        assert!(any_unchanged_sql("\"t\"", &Upto::Lsn(9), None).contains("_cdc_lsn <= 9"));
     }
 
     #[test]

@@ -62,7 +62,6 @@ impl Progress {
                     Duration::from_secs(10)
                 };
                 loop {
-                    tokio::time::sleep(every).await;
                     let p = phase.lock().map(|p| p.clone()).unwrap_or_default();
                     let (s, l) = (source.load(Ordering::Relaxed), lake.load(Ordering::Relaxed));
                     if tty {
@@ -72,6 +71,7 @@ impl Progress {
                     } else {
                         tracing::info!(progress = %view.line(&p, s, l), "verify progress");
                     }
+                    tokio::time::sleep(every).await;
                 }
             })
         };
