@@ -94,17 +94,17 @@ pub async fn verify(settings: &Settings, opts: &VerifyOptions) -> Result<Report>
         },
     )
     .await?;
+    let ctx = Ctx {
+        conn: &conn,
+        client: &client,
+        snapshot: &snapshot,
+        settings,
+        session: &session,
+        opts,
+    };
     let mut reports = Vec::with_capacity(tables.len());
     for st in &tables {
         let started = Instant::now();
-        let ctx = Ctx {
-            conn: &conn,
-            client: &client,
-            snapshot: &snapshot,
-            settings,
-            session: &session,
-            opts,
-        };
         let mut report = verify_table(&ctx, st).await;
         report.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         tracing::info!(table = %st.name, status = ?report.status, seconds = report.seconds, "verified");
