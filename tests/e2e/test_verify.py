@@ -28,9 +28,9 @@ def by_table(report):
     return {t["table"]: t for t in report["tables"]}
 
 
-def running(source):
+def running(source, *extra):
     """`philotes run` in the background, once it is streaming (its slot is in use)."""
-    proc = source.start("--flush-interval", "500ms")
+    proc = source.start("--flush-interval", "500ms", *extra)
     for _ in range(600):
         rows = source.sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'philotes'")
         if rows and rows[0][0]:
@@ -207,5 +207,24 @@ def test_verify_says_what_it_cannot_verify(source):
 
         code, _, p = verify(source, "public.nope")
         assert code == 2 and "not in publication" in p.stderr, p.stderr
+    finally:
+        stop(proc)
+
+
+def test_verify_refuses_a_table_whose_publication_filters_rows(source):
+    source.sql("CREATE TABLE f (id int PRIMARY KEY, v text)")
+    source.sql("CREATE TABLE g (id int PRIMARY KEY, v text)")
+    source.sql("INSERT INTO f SELECT g, 'v' FROM generate_series(1, 10) g")
+    source.sql("INSERT INTO g SELECT g, 'v' FROM generate_series(1, 10) g")
+    source.sql("CREATE PUBLICATION pf FOR TABLE f WHERE (id > 5), g")
+    source.run("--publication", "pf")
+    proc = running(source, "--publication", "pf")
+    try:
+        code, report, p = verify(source, "--publication", "pf")
+        assert code == 2, p.stderr
+        tables = by_table(report)
+        assert tables["public.f"]["status"] == "not_verified"
+        assert "WHERE" in tables["public.f"]["reason"], tables["public.f"]
+        assert tables["public.g"]["status"] == "match"
     finally:
         stop(proc)
