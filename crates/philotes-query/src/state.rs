@@ -76,11 +76,7 @@ pub fn current_state_sql(
     truncate: Option<(i64, i64)>,
 ) -> String {
     let order = "ORDER BY _cdc_lsn, _cdc_seq";
-    let keys: Vec<String> = columns
-        .iter()
-        .filter(|c| c.is_key)
-        .map(|c| ident(&c.name))
-        .collect();
+    let keys = key_list(columns);
     let mut aggregates = Vec::new();
     for c in columns.iter().filter(|c| !c.is_key) {
         let col = ident(&c.name);
@@ -104,19 +100,33 @@ pub fn current_state_sql(
     aggregates.push(format!("last_value(_cdc_ts {order}) AS _cdc_ts"));
     let upto = upto.condition();
     let after_truncate = after(truncate);
+    let outputs = output_list(columns);
+    format!(
+        "SELECT {outputs} FROM (SELECT {keys}, {aggs} FROM {changelog} \
+         WHERE _cdc_op <> 'T' AND {upto} AND {after_truncate} GROUP BY {keys}) \
+         WHERE _cdc_op <> 'D'",
+        aggs = aggregates.join(", "),
+    )
+}
+
+/// The quoted key columns, comma-separated.
+fn key_list(columns: &[ViewColumn]) -> String {
+    let keys: Vec<String> = columns
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| ident(&c.name))
+        .collect();
+    keys.join(", ")
+}
+
+/// What a current-state view shows: the source columns, then the last change's position.
+fn output_list(columns: &[ViewColumn]) -> String {
     let outputs: Vec<String> = columns
         .iter()
         .map(|c| ident(&c.name))
         .chain(["_cdc_lsn".to_string(), "_cdc_ts".to_string()])
         .collect();
-    format!(
-        "SELECT {outputs} FROM (SELECT {keys}, {aggs} FROM {changelog} \
-         WHERE _cdc_op <> 'T' AND {upto} AND {after_truncate} GROUP BY {keys}) \
-         WHERE _cdc_op <> 'D'",
-        outputs = outputs.join(", "),
-        keys = keys.join(", "),
-        aggs = aggregates.join(", "),
-    )
+    outputs.join(", ")
 }
 
 /// The condition for rows after the truncate at `truncate`.
@@ -149,22 +159,12 @@ pub fn latest_row_sql(
     upto: &Upto,
     truncate: Option<(i64, i64)>,
 ) -> String {
-    let keys: Vec<String> = columns
-        .iter()
-        .filter(|c| c.is_key)
-        .map(|c| ident(&c.name))
-        .collect();
-    let outputs: Vec<String> = columns
-        .iter()
-        .map(|c| ident(&c.name))
-        .chain(["_cdc_lsn".to_string(), "_cdc_ts".to_string()])
-        .collect();
+    let keys = key_list(columns);
+    let outputs = output_list(columns);
     format!(
         "SELECT {outputs} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} \
          ORDER BY _cdc_lsn DESC, _cdc_seq DESC) AS _cdc_rn FROM {changelog} \
          WHERE _cdc_op <> 'T' AND {upto} AND {after}) WHERE _cdc_rn = 1 AND _cdc_op <> 'D'",
-        outputs = outputs.join(", "),
-        keys = keys.join(", "),
         upto = upto.condition(),
         after = after(truncate),
     )

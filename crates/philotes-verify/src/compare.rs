@@ -16,6 +16,7 @@ use iceberg::table::Table;
 use philotes_core::{Error, ErrorKind, Lsn, Op, Result, RowBatcher};
 use philotes_query::LakeSession;
 use philotes_query::datafusion::arrow::array::ArrayRef;
+use philotes_query::datafusion::arrow::row::Rows;
 use philotes_query::datafusion::execution::SendableRecordBatchStream;
 use philotes_sink_iceberg::{Batcher, source_batcher};
 use philotes_source_postgres::snapshot::{CopyChunk, copy_table};
@@ -360,16 +361,25 @@ fn role(plan: &Plan, round: u32, bucket: u32) -> Option<Drill> {
     }
 }
 
+/// The encoded keys of a batch, when one of its rows has a part in `round`.
+fn keys_in_play(
+    plan: &Plan,
+    round: u32,
+    digester: &Digester,
+    cols: &[ArrayRef],
+    d: &BatchDigest,
+) -> Result<Option<Rows>> {
+    if !d.bucket.iter().any(|&b| role(plan, round, b).is_some()) {
+        return Ok(None);
+    }
+    digester.keys(cols).map(Some)
+}
+
 impl Visit for SourceDrill {
     fn visit(&mut self, digester: &Digester, cols: &[ArrayRef], d: &BatchDigest) -> Result<()> {
-        if !d
-            .bucket
-            .iter()
-            .any(|&b| role(&self.plan, self.round, b).is_some())
-        {
+        let Some(keys) = keys_in_play(&self.plan, self.round, digester, cols, d)? else {
             return Ok(());
-        }
-        let keys = digester.keys(cols)?;
+        };
         for (r, &b) in d.bucket.iter().enumerate() {
             match role(&self.plan, self.round, b) {
                 Some(Drill::SourceOnly) => self.missing.offer(keys.row(r).as_ref(), Vec::new()),
@@ -414,14 +424,9 @@ impl LakeDrill {
 
 impl Visit for LakeDrill {
     fn visit(&mut self, digester: &Digester, cols: &[ArrayRef], d: &BatchDigest) -> Result<()> {
-        if !d
-            .bucket
-            .iter()
-            .any(|&b| role(&self.plan, self.round, b).is_some())
-        {
+        let Some(keys) = keys_in_play(&self.plan, self.round, digester, cols, d)? else {
             return Ok(());
-        }
-        let keys = digester.keys(cols)?;
+        };
         for (r, &b) in d.bucket.iter().enumerate() {
             let key = keys.row(r);
             match role(&self.plan, self.round, b) {
