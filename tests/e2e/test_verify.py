@@ -4,6 +4,7 @@ must pass while the source is busy."""
 import datetime
 import decimal
 import json
+import os
 import shlex
 import subprocess
 import threading
@@ -182,6 +183,10 @@ def test_verify_says_what_it_cannot_verify(source):
     source.sql("ALTER TABLE keyless REPLICA IDENTITY FULL")
     source.sql("INSERT INTO keyless VALUES ('a')")
     source.run()
+    env = {k: v for k, v in os.environ.items() if k != "PHILOTES_SOURCE"}
+    p = subprocess.run([str(BINARY), "verify", "--data-dir", str(source.data_dir)],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 2 and "no source: set --source" in p.stderr, p.stderr
     started = time.monotonic()
     code, report, p = verify(source)
     assert code == 2 and report is None

@@ -61,15 +61,7 @@ impl Resync {
 /// `until_caught_up`, everything committed on the source before the start is in Iceberg.
 /// `resync` names tables to copy again first (an invalidated slot is then replaced).
 pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) -> Result<RunReport> {
-    let source = settings.source.as_ref().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Config,
-            "no source: set --source or PHILOTES_SOURCE to the PostgreSQL URL to replicate",
-        )
-    })?;
-    let mut conn = SourceConn::parse(source)?;
-    let client = conn.connect().await?;
-    conn.settle_prefer(&client).await?;
+    let (conn, client) = SourceConn::open(settings.source.as_ref(), "to replicate").await?;
     preflight::check_server(&client, &settings.slot).await?;
     preflight::ensure_publication(&client, &settings.publication, &settings.tables).await?;
     if *resync != Resync::None {

@@ -47,6 +47,26 @@ impl std::fmt::Debug for SourceConn {
 }
 
 impl SourceConn {
+    /// The configured source (`None`: not set; `purpose` ends the error's sentence), parsed,
+    /// connected, with `sslmode=prefer` settled on what the server offered.
+    pub async fn open(
+        source: Option<&Secret>,
+        purpose: &str,
+    ) -> Result<(SourceConn, tokio_postgres::Client)> {
+        let source = source.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "no source: set --source or PHILOTES_SOURCE to the PostgreSQL URL {purpose}"
+                ),
+            )
+        })?;
+        let mut conn = SourceConn::parse(source)?;
+        let client = conn.connect().await?;
+        conn.settle_prefer(&client).await?;
+        Ok((conn, client))
+    }
+
     /// Parse a `postgres://` URL or a `key=value` connection string.
     pub fn parse(conninfo: &Secret) -> Result<SourceConn> {
         let raw = conninfo.expose();

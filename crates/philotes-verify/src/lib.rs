@@ -59,15 +59,7 @@ const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
 
 /// Verify every table (or the ones named) of the publication.
 pub async fn verify(settings: &Settings, opts: &VerifyOptions) -> Result<Report> {
-    let source = settings.source.as_ref().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Config,
-            "no source: set --source or PHILOTES_SOURCE to the PostgreSQL URL the lake replicates",
-        )
-    })?;
-    let mut conn = SourceConn::parse(source)?;
-    let client = conn.connect().await?;
-    conn.settle_prefer(&client).await?;
+    let (conn, client) = SourceConn::open(settings.source.as_ref(), "the lake replicates").await?;
     // The lake's options and the table names are checked before anything waits.
     let lake = open_catalog(settings).await?;
     chosen_tables(&client, settings, &opts.tables).await?;
