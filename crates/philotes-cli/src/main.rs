@@ -5,6 +5,7 @@
 //! `PHILOTES_*` variables come from clap, the `--config` TOML file and defaults from
 //! `philotes-config`; see the README's configuration reference.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,6 +41,23 @@ enum Command {
     /// position. Exit code 0: everything matches; 1: a table differs; 2: a table (or the
     /// comparison) could not be verified.
     Verify(VerifyArgs),
+    /// One maintenance pass and exit (for a CronJob, or when `run` has `maintenance = false`):
+    /// compact small files, rewrite manifests, expire snapshots, delete orphan files. Exit code
+    /// 1 when a table could not be maintained.
+    Maintain(MaintainArgs),
+}
+
+#[derive(Args, Debug)]
+struct MaintainArgs {
+    /// Tables to maintain, as schema.table; every Philotes table in the catalog when none is
+    /// named.
+    #[arg(value_name = "TABLE")]
+    tables_to_maintain: Vec<String>,
+    /// Report: text (a line per table) or json.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +214,24 @@ struct RunArgs {
     /// Exit once everything committed on the source before the start is in Iceberg.
     #[arg(long, env = "PHILOTES_UNTIL_CAUGHT_UP", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     until_caught_up: Option<bool>,
+    /// Maintain the tables in the background while running (compaction, expiry, cleanup).
+    #[arg(long, env = "PHILOTES_MAINTENANCE", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    maintenance: Option<bool>,
+    /// Time between maintenance passes (e.g. 5m).
+    #[arg(long, env = "PHILOTES_MAINTENANCE_INTERVAL")]
+    maintenance_interval: Option<String>,
+    /// Size of the files compaction writes (e.g. 128MiB).
+    #[arg(long, env = "PHILOTES_COMPACTION_TARGET_SIZE")]
+    compaction_target_size: Option<String>,
+    /// Snapshots younger than this are kept (e.g. 10m).
+    #[arg(long, env = "PHILOTES_SNAPSHOT_MAX_AGE")]
+    snapshot_max_age: Option<String>,
+    /// The newest this many snapshots are kept, however old.
+    #[arg(long, env = "PHILOTES_SNAPSHOT_KEEP_MIN")]
+    snapshot_keep_min: Option<usize>,
+    /// Unreferenced files are deleted once older than this (e.g. 3d).
+    #[arg(long, env = "PHILOTES_ORPHAN_MIN_AGE")]
+    orphan_min_age: Option<String>,
 }
 
 impl RunArgs {
@@ -224,6 +260,12 @@ impl RunArgs {
             batch_rows: self.batch_rows,
             stream_large_transactions: self.stream_large_transactions,
             until_caught_up: self.until_caught_up,
+            maintenance: self.maintenance,
+            maintenance_interval: self.maintenance_interval,
+            compaction_target_size: self.compaction_target_size,
+            snapshot_max_age: self.snapshot_max_age,
+            snapshot_keep_min: self.snapshot_keep_min,
+            orphan_min_age: self.orphan_min_age,
         };
         (self.config, layer)
     }
@@ -254,6 +296,7 @@ fn main() -> ExitCode {
             },
             Command::Sql(args) => sql::run(args).await,
             Command::Verify(args) => verify(args).await,
+            Command::Maintain(args) => maintain(args).await,
         }
     });
     match result {
@@ -461,6 +504,99 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {
     };
     written.map_err(|e| Error::new(ErrorKind::Disk, "cannot write the report").with_source(e))?;
     Ok(ExitCode::from(report.exit_code()))
+}
+
+async fn maintain(args: MaintainArgs) -> Result<ExitCode, Error> {
+    let named = table_names("maintain", &args.tables_to_maintain)?;
+    let settings = settings(args.run)?;
+    let lake = philotes_sink_iceberg::open_catalog(&settings).await?;
+    let tables = if named.is_empty() {
+        philotes_maintenance::philotes_tables(&lake).await?
+    } else {
+        named
+            .iter()
+            .map(|t| philotes_sink_iceberg::table_ident(t, settings.namespace.as_deref()))
+            .collect()
+    };
+    let results = philotes_maintenance::maintain(&lake, &tables, &settings.maintenance).await;
+    let mut failed = false;
+    let mut out = std::io::stdout().lock();
+    let mut json = Vec::new();
+    for (ident, r) in results {
+        match r {
+            Ok(report) if args.format == "json" => json.push(serde_json::json!(report)),
+            Ok(report) => {
+                let _ = writeln!(out, "{}", maintain_line(&report));
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("error: table {ident}: {e}");
+                if args.format == "json" {
+                    json.push(
+                        serde_json::json!({"table": ident.to_string(), "error": e.to_string()}),
+                    );
+                }
+            }
+        }
+    }
+    if args.format == "json" {
+        let _ = writeln!(out, "{}", serde_json::json!({ "tables": json }));
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn maintain_line(r: &philotes_maintenance::TableReport) -> String {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let mut parts = Vec::new();
+    if r.rewrite.files_in > 0 {
+        parts.push(format!(
+            "compacted {} files ({:.1} MiB) into {} ({:.1} MiB)",
+            r.rewrite.files_in,
+            mib(r.rewrite.bytes_in),
+            r.rewrite.files_out,
+            mib(r.rewrite.bytes_out)
+        ));
+    }
+    if r.rewrite.manifests_after != r.rewrite.manifests_before {
+        parts.push(format!(
+            "manifests {} -> {}",
+            r.rewrite.manifests_before, r.rewrite.manifests_after
+        ));
+    }
+    let e = &r.expiry;
+    if e.snapshots_expired > 0 {
+        parts.push(format!(
+            "expired {} snapshots, deleting {} data files, {} manifests and {} manifest lists",
+            e.snapshots_expired,
+            e.data_files_deleted,
+            e.manifests_deleted,
+            e.manifest_lists_deleted
+        ));
+    }
+    let o = &r.orphans;
+    if o.orphans_deleted > 0 || o.metadata_files_deleted > 0 {
+        parts.push(format!(
+            "deleted {} orphan files ({:.1} MiB) and {} old metadata files",
+            o.orphans_deleted,
+            mib(o.orphan_bytes),
+            o.metadata_files_deleted
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("nothing to do".into());
+    }
+    format!(
+        "{}: {}; {} snapshots, {} data files now ({:.2} s)",
+        r.table,
+        parts.join(", "),
+        r.snapshots_after,
+        r.data_files_after,
+        r.seconds
+    )
 }
 
 /// First Ctrl-C or SIGTERM: stop at the next transaction boundary after committing what is

@@ -185,4 +185,46 @@ pub const KEYS: &[KeyDoc] = &[
         "false",
         "Exit 0 once everything committed on the source before the start is committed in Iceberg; non-zero if a table was stopped by an error."
     ),
+    key!(
+        "maintenance",
+        "--maintenance",
+        "PHILOTES_MAINTENANCE",
+        "true",
+        "Maintain the tables while `run` streams: compaction, manifest rewrite, snapshot expiry, orphan cleanup (docs/maintenance.md). Off: run `philotes maintain` yourself, e.g. from a CronJob."
+    ),
+    key!(
+        "maintenance_interval",
+        "--maintenance-interval",
+        "PHILOTES_MAINTENANCE_INTERVAL",
+        "5m",
+        "Time between maintenance passes over the tables."
+    ),
+    key!(
+        "compaction_target_size",
+        "--compaction-target-size",
+        "PHILOTES_COMPACTION_TARGET_SIZE",
+        "128MiB",
+        "Size of the data files compaction writes; files under three quarters of it are merged."
+    ),
+    key!(
+        "snapshot_max_age",
+        "--snapshot-max-age",
+        "PHILOTES_SNAPSHOT_MAX_AGE",
+        "10m",
+        "Snapshots younger than this are kept (other engines' snapshot time travel reaches this far back; `philotes sql --as-of` needs none)."
+    ),
+    key!(
+        "snapshot_keep_min",
+        "--snapshot-keep-min",
+        "PHILOTES_SNAPSHOT_KEEP_MIN",
+        "10",
+        "The newest this many snapshots of a table are kept, however old (at least 2)."
+    ),
+    key!(
+        "orphan_min_age",
+        "--orphan-min-age",
+        "PHILOTES_ORPHAN_MIN_AGE",
+        "3d",
+        "Files under a table's location that no snapshot references are deleted once older than this (younger ones may belong to a write still under way)."
+    ),
 ];

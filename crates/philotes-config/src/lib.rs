@@ -44,6 +44,12 @@ pub struct Layer {
     pub batch_rows: Option<usize>,
     pub stream_large_transactions: Option<bool>,
     pub until_caught_up: Option<bool>,
+    pub maintenance: Option<bool>,
+    pub maintenance_interval: Option<String>,
+    pub compaction_target_size: Option<String>,
+    pub snapshot_max_age: Option<String>,
+    pub snapshot_keep_min: Option<usize>,
+    pub orphan_min_age: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -101,7 +107,13 @@ impl Layer {
             flush_rows,
             batch_rows,
             stream_large_transactions,
-            until_caught_up
+            until_caught_up,
+            maintenance,
+            maintenance_interval,
+            compaction_target_size,
+            snapshot_max_age,
+            snapshot_keep_min,
+            orphan_min_age
         )
     }
 
@@ -160,6 +172,35 @@ impl Layer {
             ));
         }
         let namespace = self.namespace.filter(|n| !n.is_empty());
+        let maintenance = MaintenanceSettings {
+            enabled: self.maintenance.unwrap_or(true),
+            interval: duration_or(self.maintenance_interval, Duration::from_secs(300))?,
+            target_file_size: match self.compaction_target_size {
+                Some(s) => parse_size(&s)? as u64,
+                None => 128 << 20,
+            },
+            snapshot_max_age: duration_or(self.snapshot_max_age, Duration::from_secs(600))?,
+            snapshot_keep_min: self.snapshot_keep_min.unwrap_or(10),
+            orphan_min_age: duration_or(self.orphan_min_age, Duration::from_secs(3 * 86_400))?,
+        };
+        if maintenance.interval.is_zero() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "maintenance_interval must be above zero; to turn maintenance off set maintenance = false",
+            ));
+        }
+        if maintenance.target_file_size < 1 << 20 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "compaction_target_size must be at least 1MiB (the default, 128MiB, suits most tables)",
+            ));
+        }
+        if maintenance.snapshot_keep_min < 2 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "snapshot_keep_min must be at least 2: a commit under way may still be reading the snapshot that was current a moment ago",
+            ));
+        }
         Ok(Settings {
             source: self.source.filter(|s| !s.is_empty()),
             publication: self.publication.unwrap_or_else(|| "philotes".into()),
@@ -182,6 +223,7 @@ impl Layer {
             batch_rows,
             stream_large_transactions: self.stream_large_transactions.unwrap_or(true),
             until_caught_up: self.until_caught_up.unwrap_or(false),
+            maintenance,
         })
     }
 }
@@ -196,7 +238,38 @@ fn absolute(p: &std::path::Path) -> Result<PathBuf> {
     })
 }
 
-/// Parse `500ms`, `5s`, `2m` or a plain number of seconds.
+fn duration_or(value: Option<String>, default: Duration) -> Result<Duration> {
+    value.map_or(Ok(default), |s| parse_duration(&s))
+}
+
+/// A size: `512MiB`, `2GiB`, `300MB`, or a number of bytes.
+pub fn parse_size(s: &str) -> Result<usize> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => 0,
+    };
+    num.parse::<usize>()
+        .ok()
+        .filter(|_| factor > 0)
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!("`{s}` is not a size: write e.g. 512MiB or 2GiB"),
+            )
+        })
+}
+
+/// Parse `500ms`, `5s`, `2m`, `1h`, `3d` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let t = s.trim();
     let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
@@ -206,7 +279,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = || {
         Error::new(
             ErrorKind::Config,
-            format!("`{s}` is not a duration: write e.g. `500ms`, `5s` or `2m`"),
+            format!("`{s}` is not a duration: write e.g. `500ms`, `5s`, `2m`, `1h` or `3d`"),
         )
     };
     let n: f64 = num.parse().map_err(|_| bad())?;
@@ -215,6 +288,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         _ => return Err(bad()),
     };
     if !secs.is_finite() || secs < 0.0 {
@@ -246,6 +320,39 @@ pub struct Settings {
     /// Receive large transactions while they run (protocol 2), spilled to `DATA_DIR/spill`.
     pub stream_large_transactions: bool,
     pub until_caught_up: bool,
+    pub maintenance: MaintenanceSettings,
+}
+
+/// Table maintenance: compaction, manifest rewrite, snapshot expiry and orphan cleanup.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaintenanceSettings {
+    /// Whether `run` maintains its tables in the background.
+    pub enabled: bool,
+    /// Time between maintenance passes over a pipeline's tables.
+    pub interval: Duration,
+    /// Size compaction aims for; smaller files are merged.
+    pub target_file_size: u64,
+    /// Snapshots younger than this are kept.
+    pub snapshot_max_age: Duration,
+    /// The newest this many snapshots are kept, however old.
+    pub snapshot_keep_min: usize,
+    /// Unreferenced files younger than this are left alone (they may belong to a write still
+    /// under way).
+    pub orphan_min_age: Duration,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        // The same defaults as `Layer::resolve`.
+        MaintenanceSettings {
+            enabled: true,
+            interval: Duration::from_secs(300),
+            target_file_size: 128 << 20,
+            snapshot_max_age: Duration::from_secs(600),
+            snapshot_keep_min: 10,
+            orphan_min_age: Duration::from_secs(3 * 86_400),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

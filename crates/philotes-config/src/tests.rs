@@ -92,14 +92,23 @@ fn every_layer_field_is_documented() {
         "batch_rows",
         "stream_large_transactions",
         "until_caught_up",
+        "maintenance",
+        "maintenance_interval",
+        "compaction_target_size",
+        "snapshot_max_age",
+        "snapshot_keep_min",
+        "orphan_min_age",
     ];
     for f in fields {
         assert!(KEYS.iter().any(|k| k.key == f), "{f} has no KeyDoc");
         // and each is accepted by the file layer
         let v = match f {
             "tables" => "[]".to_string(),
-            "s3_path_style" | "until_caught_up" | "stream_large_transactions" => "true".to_string(),
+            "s3_path_style" | "until_caught_up" | "stream_large_transactions" | "maintenance" => {
+                "true".to_string()
+            }
             "flush_rows" | "batch_rows" => "1".to_string(),
+            "snapshot_keep_min" => "2".to_string(),
             _ => "'x'".to_string(),
         };
         assert!(Layer::from_toml(&format!("{f} = {v}")).is_ok(), "{f}");
@@ -124,5 +133,34 @@ fn readme_documents_every_key() {
                 "README.md does not document {needle}"
             );
         }
+    }
+}
+
+#[test]
+fn maintenance_defaults_and_checks() {
+    let s = Layer::default().resolve().unwrap();
+    assert_eq!(s.maintenance, MaintenanceSettings::default());
+    let l = Layer::from_toml(
+        r#"maintenance = false
+           maintenance_interval = "30s"
+           compaction_target_size = "8MiB"
+           snapshot_max_age = "1h"
+           orphan_min_age = "2d""#,
+    )
+    .unwrap();
+    let m = l.resolve().unwrap().maintenance;
+    assert!(!m.enabled);
+    assert_eq!(m.interval, Duration::from_secs(30));
+    assert_eq!(m.target_file_size, 8 << 20);
+    assert_eq!(m.snapshot_max_age, Duration::from_secs(3600));
+    assert_eq!(m.orphan_min_age, Duration::from_secs(2 * 86_400));
+    for bad in [
+        "maintenance_interval = '0s'",
+        "compaction_target_size = '10KiB'",
+        "snapshot_keep_min = 1",
+        "orphan_min_age = 'soon'",
+    ] {
+        let err = Layer::from_toml(bad).unwrap().resolve().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
     }
 }

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     SchemaChange,
     /// Writing to the lake (catalog, object store, files) failed.
     Sink,
+    /// Another writer changed the table first (a streaming commit and maintenance, say):
+    /// reload the table and try again.
+    Conflict,
     /// An input (argument, LSN, name) is malformed.
     Invalid,
     /// Philotes' own local files (data dir, spill files) could not be read or written.
@@ -46,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Conversion => "conversion",
             ErrorKind::SchemaChange => "schema-change",
             ErrorKind::Sink => "sink",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Invalid => "invalid",
             ErrorKind::Disk => "disk",
             ErrorKind::Cancelled => "cancelled",

@@ -16,6 +16,8 @@ use philotes_source_postgres::{
     ReplicationStream, SourceConn, SourceTable, TypeResolver, preflight,
 };
 
+use philotes_maintenance::Maintained;
+
 use crate::apply::{Applier, Ended, FlushPolicy, TableState, key_indexes, stream_changes};
 use crate::dlq::DeadLetters;
 use crate::snapshot::copy_tables;
@@ -82,6 +84,16 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
         tables.insert(state.source.oid, state);
     }
     tracing::info!(tables = tables.len(), slot = %settings.slot, confirmed = %slot.confirmed_flush, "source ready");
+    // Compaction, expiry and cleanup on their own task (docs/decisions/009-maintenance.md).
+    let maintained = Maintained::default();
+    let _maintenance = settings.maintenance.enabled.then(|| {
+        philotes_maintenance::spawn(
+            catalog.clone(),
+            maintained.clone(),
+            settings.maintenance.clone(),
+        )
+    });
+    maintain_tables(&maintained, tables.values());
 
     // Initial copies of every table that has none committed.
     {
@@ -147,6 +159,7 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
         };
         if ended == Ended::Refresh {
             health.tick(&client, &settings.slot).await?;
+            maintain_tables(&maintained, applier.tables.values());
         }
         if ended == Ended::Done {
             break;
@@ -219,6 +232,18 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
         confirmed: stream.confirmed(),
         streamed_rows: applier.streamed_rows,
     })
+}
+
+/// Hand the tables that have a changelog to the maintenance task.
+fn maintain_tables<'a>(
+    maintained: &Maintained,
+    tables: impl Iterator<Item = &'a TableState<ChangelogTable>>,
+) {
+    for t in tables {
+        if let Some(lake) = &t.lake {
+            maintained.add(lake.ident());
+        }
+    }
 }
 
 /// Heartbeats, and the slot's health in the log.

@@ -426,32 +426,7 @@ pub fn parse_as_of(s: &str) -> Result<Upto> {
     })
 }
 
-/// `--memory-limit`: `512MiB`, `2GiB`, `300MB`, or a number of bytes.
-pub fn parse_size(s: &str) -> Result<usize> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "kib" | "k" => 1 << 10,
-        "mb" => 1_000_000,
-        "mib" | "m" => 1 << 20,
-        "gb" => 1_000_000_000,
-        "gib" | "g" => 1 << 30,
-        _ => 0,
-    };
-    num.parse::<usize>()
-        .ok()
-        .filter(|_| factor > 0)
-        .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Config,
-                format!("`{s}` is not a size: write e.g. 512MiB or 2GiB"),
-            )
-        })
-}
+pub use philotes_config::parse_size;
 
 #[cfg(test)]
 mod tests {

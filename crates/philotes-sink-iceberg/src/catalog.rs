@@ -18,6 +18,13 @@ use iceberg_storage_opendal::OpenDalStorageFactory;
 use philotes_config::{CatalogSettings, Settings};
 use philotes_core::{Error, ErrorKind, Result};
 
+use crate::storage::Store;
+
+/// Iceberg's table property: delete metadata files that fall off the metadata log at commit.
+pub const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+/// Iceberg's table property: how many earlier metadata files the metadata log lists.
+pub const PREVIOUS_VERSIONS_MAX: &str = "write.metadata.previous-versions-max";
+
 pub(crate) fn sink_error(what: impl Into<String>, e: iceberg::Error) -> Error {
     Error::new(ErrorKind::Sink, what).with_source(e)
 }
@@ -27,11 +34,23 @@ pub(crate) fn sink_error(what: impl Into<String>, e: iceberg::Error) -> Error {
 pub struct Lake {
     pub catalog: Arc<dyn Catalog>,
     committer: Arc<MetadataCommitter>,
+    /// Lists the files under a table's location (orphan cleanup).
+    pub store: Arc<Store>,
+}
+
+/// What a metadata commit must find unchanged in the catalog, beyond the table itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// The current schema (a schema change).
+    Schema,
+    /// The main branch's snapshot (a maintenance commit: a replace snapshot, expired snapshots).
+    MainSnapshot,
 }
 
 /// Commits metadata changes the `iceberg` crate cannot express through its transactions
-/// (renaming and widening columns): the SQL catalog's compare-and-swap, or the REST catalog's
-/// commit endpoint, both guarded so a concurrent change makes the commit fail, not vanish.
+/// (renaming and widening columns, replace snapshots, removing snapshots): the SQL catalog's
+/// compare-and-swap, or the REST catalog's commit endpoint, both guarded so a concurrent change
+/// makes the commit fail with [`ErrorKind::Conflict`], not vanish.
 enum MetadataCommitter {
     Sql {
         pool: sqlx::AnyPool,
@@ -47,11 +66,15 @@ enum MetadataCommitter {
 }
 
 impl Lake {
-    /// Commit `built` (made from `table`'s metadata) and return the table as it is now.
-    pub(crate) async fn commit_metadata(
+    /// Commit `built` (made from `table`'s metadata) and return the table as it is now. A
+    /// concurrent commit since `table` was loaded makes this fail with [`ErrorKind::Conflict`]
+    /// (on the SQL catalog any commit; on a REST catalog one that breaks `guard`): reload and
+    /// build again.
+    pub async fn commit_metadata(
         &self,
         table: &Table,
         built: TableMetadataBuildResult,
+        guard: Guard,
     ) -> Result<Table> {
         let ident = table.identifier().clone();
         let current = table
@@ -86,11 +109,27 @@ impl Lake {
                     Error::new(ErrorKind::Sink, "cannot commit to the SQL catalog").with_source(e)
                 })?;
                 if done.rows_affected() != 1 {
+                    // Nobody will read what we wrote.
+                    let _ = table.file_io().delete(&next).await;
                     return Err(Error::new(
-                        ErrorKind::Sink,
-                        "the table changed in the catalog while Philotes changed its schema; restart to try again",
+                        ErrorKind::Conflict,
+                        "the table changed in the catalog while Philotes committed to it",
                     )
                     .with("table", &ident));
+                }
+                let delete_old = built
+                    .metadata
+                    .properties()
+                    .get(DELETE_AFTER_COMMIT)
+                    .is_some_and(|v| v == "true");
+                if delete_old {
+                    // As Iceberg's `write.metadata.delete-after-commit.enabled` asks: metadata
+                    // files that fell off the metadata log are never read again.
+                    for old in &built.expired_metadata_logs {
+                        if let Err(e) = table.file_io().delete(&old.metadata_file).await {
+                            tracing::debug!(file = %old.metadata_file, error = %e, "cannot delete an old metadata file (maintenance will)");
+                        }
+                    }
                 }
             }
             MetadataCommitter::Rest {
@@ -106,12 +145,17 @@ impl Lake {
                     )
                     .with("table", &ident));
                 }
+                let guarded = match guard {
+                    Guard::Schema => serde_json::json!({"type": "assert-current-schema-id",
+                        "current-schema-id": table.metadata().current_schema_id()}),
+                    Guard::MainSnapshot => serde_json::json!({"type": "assert-ref-snapshot-id",
+                        "ref": "main", "snapshot-id": table.metadata().current_snapshot_id()}),
+                };
                 let body = serde_json::json!({
                     "identifier": {"namespace": ident.namespace().as_ref(), "name": ident.name()},
                     "requirements": [
                         {"type": "assert-table-uuid", "uuid": table.metadata().uuid()},
-                        {"type": "assert-current-schema-id",
-                         "current-schema-id": table.metadata().current_schema_id()},
+                        guarded,
                     ],
                     "updates": built.changes,
                 });
@@ -128,11 +172,18 @@ impl Lake {
                     Error::new(ErrorKind::Sink, "cannot reach the REST catalog").with_source(e)
                 })?;
                 let status = resp.status();
+                if status == reqwest::StatusCode::CONFLICT {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        "the table changed in the catalog while Philotes committed to it",
+                    )
+                    .with("table", &ident));
+                }
                 if !status.is_success() {
                     let text = resp.text().await.unwrap_or_default();
                     return Err(Error::new(
                         ErrorKind::Sink,
-                        format!("the REST catalog refused a schema commit ({status}): {text}"),
+                        format!("the REST catalog refused a commit ({status}): {text}"),
                     )
                     .with("table", &ident));
                 }
@@ -219,6 +270,7 @@ pub async fn open_catalog(settings: &Settings) -> Result<Lake> {
                     pool,
                     catalog_name: settings.catalog_name.clone(),
                 }),
+                store: Arc::new(Store::new(settings)),
             })
         }
         CatalogSettings::Rest {
@@ -264,6 +316,7 @@ pub async fn open_catalog(settings: &Settings) -> Result<Lake> {
                     token: token.as_ref().map(|t| t.expose().to_string()),
                     oauth2: credential.is_some(),
                 }),
+                store: Arc::new(Store::new(settings)),
             })
         }
     }

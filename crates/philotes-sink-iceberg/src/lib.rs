@@ -2,6 +2,7 @@
 //!
 //! - [`catalog`]: the embedded SQL catalog or a REST catalog, with a local or S3 warehouse.
 //! - [`table`]: changelog tables (schema, Parquet files, commits that record a watermark).
+//! - [`storage`]: listing the files under a table's location (for orphan cleanup).
 //! - [`convert`], [`parse`] and [`binary`]: PostgreSQL values (text form from the stream,
 //!   binary form from initial copies) into Arrow arrays, exactly.
 
@@ -11,8 +12,9 @@ pub mod catalog;
 pub mod convert;
 pub mod evolve;
 pub mod parse;
+pub mod storage;
 pub mod table;
 
 pub use batch::Batcher;
-pub use catalog::{Lake, open_catalog};
+pub use catalog::{Guard, Lake, open_catalog};
 pub use table::{ChangelogTable, source_batcher, stored_attnums, stored_progress, table_ident};

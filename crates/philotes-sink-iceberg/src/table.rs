@@ -34,7 +34,7 @@ use philotes_core::{
 };
 
 use crate::batch::Batcher;
-use crate::catalog::{Lake, sink_error};
+use crate::catalog::{DELETE_AFTER_COMMIT, Guard, Lake, PREVIOUS_VERSIONS_MAX, sink_error};
 use crate::evolve::{ATTNUMS_KEY, Attnums, format_attnums, parse_attnums, plan};
 
 pub const OP_COLUMN: &str = "_cdc_op";
@@ -63,11 +63,17 @@ pub const KEY_FIELDS_KEY: &str = "philotes.key-field-ids";
 
 /// How often a failed commit is tried before the pipeline gives up (and resumes after restart).
 const COMMIT_ATTEMPTS: u32 = 5;
+/// How often a commit that lost a race (to maintenance, say) is tried again at once.
+const CONFLICT_ATTEMPTS: u32 = 20;
+/// Earlier metadata files a table's metadata log keeps (Iceberg's default is 100; each one
+/// lists every retained snapshot, so fewer save storage and nothing needs more).
+const METADATA_VERSIONS_KEPT: &str = "10";
 
 /// Target size of one Parquet data file.
 const TARGET_FILE_BYTES: usize = 128 * 1024 * 1024;
 
-type Writer =
+/// The writer of a table's data files.
+pub type Writer =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 /// A changelog table open for writing.
@@ -311,6 +317,11 @@ impl ChangelogTable {
                     // Iceberg's own retry re-applies a commit without checking whether an
                     // uncertain attempt landed; `commit` retries itself, watermark first.
                     ("commit.retry.num-retries".to_string(), "0".to_string()),
+                    (DELETE_AFTER_COMMIT.to_string(), "true".to_string()),
+                    (
+                        PREVIOUS_VERSIONS_MAX.to_string(),
+                        METADATA_VERSIONS_KEPT.to_string(),
+                    ),
                     (ATTNUMS_KEY.to_string(), initial_attnums(columns)),
                 ]))
                 .build();
@@ -362,26 +373,41 @@ impl ChangelogTable {
                 })?;
                 self.closed.extend(files);
             }
-            let md = self.table.metadata().clone();
-            let location = self.table.metadata_location().map(str::to_string);
-            let built = md
-                .into_builder(location)
-                .add_current_schema(schema)
-                .and_then(|b| {
-                    b.set_properties(HashMap::from([(
-                        ATTNUMS_KEY.to_string(),
-                        format_attnums(&plan.attnums),
-                    )]))
-                })
-                .and_then(|b| b.build())
-                .map_err(|e| {
-                    sink_error("cannot evolve the changelog schema", e).with("table", &self.source)
-                })?;
-            self.table = self
-                .lake
-                .commit_metadata(&self.table, built)
-                .await
-                .map_err(|e| e.with("table", &self.source))?;
+            // Maintenance may have committed since we last looked: build on the table as it is.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let md = self.table.metadata().clone();
+                let location = self.table.metadata_location().map(str::to_string);
+                let built = md
+                    .into_builder(location)
+                    .add_current_schema(schema.clone())
+                    .and_then(|b| {
+                        b.set_properties(HashMap::from([(
+                            ATTNUMS_KEY.to_string(),
+                            format_attnums(&plan.attnums),
+                        )]))
+                    })
+                    .and_then(|b| b.build())
+                    .map_err(|e| {
+                        sink_error("cannot evolve the changelog schema", e)
+                            .with("table", &self.source)
+                    })?;
+                match self
+                    .lake
+                    .commit_metadata(&self.table, built, Guard::Schema)
+                    .await
+                {
+                    Ok(t) => {
+                        self.table = t;
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Conflict && attempt < CONFLICT_ATTEMPTS => {
+                        self.reload().await?;
+                    }
+                    Err(e) => return Err(e.with("table", &self.source)),
+                }
+            }
             for note in &plan.notes {
                 tracing::info!(table = %self.source, lsn = %lsn, "schema change: {note}");
             }
@@ -483,40 +509,56 @@ impl ChangelogTable {
     }
 
     async fn new_writer(&self) -> Result<Writer> {
-        let md = self.table.metadata();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| {
-                Error::new(ErrorKind::Internal, "bad zstd level").with_source(e)
-            })?))
-            .set_max_row_group_row_count(Some(131_072))
-            // Always unique: a dictionary only costs time and is then dropped.
-            .set_column_dictionary_enabled(ColumnPath::from(SEQ_COLUMN), false)
-            // High-cardinality columns give up on their dictionary sooner.
-            .set_dictionary_page_size_limit(256 * 1024)
-            .build();
-        let parquet = ParquetWriterBuilder::new(props, md.current_schema().clone());
-        let locations = DefaultLocationGenerator::new(md)
-            .map_err(|e| sink_error("cannot place data files", e).with("table", &self.source))?;
-        // A unique prefix per writer: file names never collide with files of an earlier run.
-        let names = DefaultFileNameGenerator::new(
-            format!("philotes-{}", uuid::Uuid::new_v4()),
-            None,
-            DataFileFormat::Parquet,
-        );
-        let rolling = RollingFileWriterBuilder::new(
-            parquet,
-            TARGET_FILE_BYTES,
-            self.table.file_io().clone(),
-            locations,
-            names,
-        );
-        DataFileWriterBuilder::new(rolling)
-            .build(None)
+        data_file_writer(&self.table, TARGET_FILE_BYTES)
             .await
-            .map_err(|e| {
-                sink_error("cannot open a Parquet data file", e).with("table", &self.source)
-            })
+            .map_err(|e| e.with("table", &self.source))
     }
+
+    /// Load the table as the catalog has it now.
+    async fn reload(&mut self) -> Result<()> {
+        self.table = self
+            .lake
+            .catalog
+            .load_table(self.table.identifier())
+            .await
+            .map_err(|e| sink_error("cannot load the table", e).with("table", &self.source))?;
+        Ok(())
+    }
+}
+
+/// A writer of `table`'s data files, as the pipeline writes them (compaction writes the same).
+pub async fn data_file_writer(table: &Table, target_bytes: usize) -> Result<Writer> {
+    let md = table.metadata();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| {
+            Error::new(ErrorKind::Internal, "bad zstd level").with_source(e)
+        })?))
+        .set_max_row_group_row_count(Some(131_072))
+        // Always unique: a dictionary only costs time and is then dropped.
+        .set_column_dictionary_enabled(ColumnPath::from(SEQ_COLUMN), false)
+        // High-cardinality columns give up on their dictionary sooner.
+        .set_dictionary_page_size_limit(256 * 1024)
+        .build();
+    let parquet = ParquetWriterBuilder::new(props, md.current_schema().clone());
+    let locations =
+        DefaultLocationGenerator::new(md).map_err(|e| sink_error("cannot place data files", e))?;
+    // A unique prefix per writer: file names never collide with files of an earlier run.
+    let names = DefaultFileNameGenerator::new(
+        format!("philotes-{}", uuid::Uuid::new_v4()),
+        None,
+        DataFileFormat::Parquet,
+    );
+    let rolling = RollingFileWriterBuilder::new(
+        parquet,
+        target_bytes,
+        table.file_io().clone(),
+        locations,
+        names,
+    );
+    DataFileWriterBuilder::new(rolling)
+        .build(None)
+        .await
+        .map_err(|e| sink_error("cannot open a Parquet data file", e))
 }
 
 impl TableSink for ChangelogTable {
@@ -607,10 +649,14 @@ impl TableSink for ChangelogTable {
                 .unwrap_or_default(),
         );
         let mut attempt = 0u32;
+        let mut conflicts = 0u32;
         loop {
             let tx = Transaction::new(&self.table);
             let tx = tx
                 .fast_append()
+                // File names carry a writer's UUID, so none can be in the table already; the
+                // check would read every manifest on every commit.
+                .with_check_duplicate(false)
                 .add_data_files(files.clone())
                 .set_snapshot_properties(props.clone())
                 .apply(tx)
@@ -624,6 +670,14 @@ impl TableSink for ChangelogTable {
                 }
                 Err(e) => e,
             };
+            // Lost a race (to maintenance, say): the commit certainly did not land.
+            if err.kind() == iceberg::ErrorKind::CatalogCommitConflicts
+                && conflicts < CONFLICT_ATTEMPTS
+            {
+                conflicts += 1;
+                tracing::debug!(table = %self.source, conflicts, "Iceberg commit lost a race, trying again");
+                continue;
+            }
             attempt += 1;
             // The commit may have landed even though we saw an error: look before retrying,
             // or the same changes would be committed twice.

@@ -1,0 +1,464 @@
+//! Compaction and manifest rewrite, committed as one Iceberg `replace` snapshot.
+//!
+//! The `iceberg` crate has no rewrite action, so the snapshot is built here: one manifest
+//! (a few for very large tables) lists every live file — the compacted outputs as added, the
+//! inputs as deleted, everything else as existing with its original snapshot and sequence
+//! numbers — and a manifest list names it. A streaming commit only ever adds files, so when one
+//! lands first the commit is simply rebuilt on the new current snapshot: the inputs are still
+//! live, the outputs are still right, only the manifest is written again. The snapshot carries
+//! the table's watermark forward (decision 002), because expiry later removes the snapshots that
+//! recorded it.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::TryStreamExt;
+use iceberg::spec::{
+    DataFile, FormatVersion, MAIN_BRANCH, ManifestEntry, ManifestListWriter, ManifestWriterBuilder,
+    Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
+};
+use iceberg::table::Table;
+use iceberg::writer::IcebergWriter;
+use philotes_core::{Error, ErrorKind, Result};
+use philotes_sink_iceberg::Guard;
+use philotes_sink_iceberg::Lake;
+use philotes_sink_iceberg::table::{SNAPSHOT_KEY, WATERMARK_KEY, data_file_writer, read_progress};
+
+use crate::files::{Live, ManifestCache, lake_error, live, normalize};
+
+/// Files under this share of the target size are compacted.
+const SMALL_SHARE: f64 = 0.75;
+/// Compaction waits for this many small files (fewer are not worth a rewrite).
+pub(crate) const MIN_INPUT_FILES: usize = 5;
+/// Above this many manifests, the manifests are rewritten even when no file is compacted.
+pub(crate) const MAX_MANIFESTS: usize = 8;
+/// Entries per manifest the rewrite writes.
+const ENTRIES_PER_MANIFEST: usize = 50_000;
+/// How often a rewrite that lost a race to another commit is rebuilt.
+const ATTEMPTS: u32 = 20;
+/// Summary key naming what a maintenance snapshot did.
+pub const MAINTENANCE_KEY: &str = "philotes.maintenance";
+
+/// What a rewrite did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Rewrite {
+    pub files_in: usize,
+    pub files_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rows: u64,
+    pub manifests_before: usize,
+    pub manifests_after: usize,
+}
+
+/// Groups of small files to merge, each about `target` bytes, in commit order.
+pub(crate) fn plan_bins(entries: &[ManifestEntry], target: u64) -> Vec<Vec<&ManifestEntry>> {
+    let limit = (target as f64 * SMALL_SHARE) as u64;
+    let mut small: Vec<&ManifestEntry> = entries
+        .iter()
+        .filter(|e| e.file_size_in_bytes() < limit)
+        .collect();
+    if small.len() < MIN_INPUT_FILES {
+        return Vec::new();
+    }
+    small.sort_by(|a, b| {
+        (a.sequence_number(), a.file_path()).cmp(&(b.sequence_number(), b.file_path()))
+    });
+    let mut bins: Vec<Vec<&ManifestEntry>> = Vec::new();
+    let mut bin: Vec<&ManifestEntry> = Vec::new();
+    let mut size = 0u64;
+    for e in small {
+        if !bin.is_empty() && size + e.file_size_in_bytes() > target {
+            bins.push(std::mem::take(&mut bin));
+            size = 0;
+        }
+        size += e.file_size_in_bytes();
+        bin.push(e);
+    }
+    bins.push(bin);
+    bins.retain(|b| b.len() >= 2);
+    bins
+}
+
+/// Compact the small files of `table`'s current snapshot and rewrite its manifests, when either
+/// is due. Returns the table as it is afterwards.
+pub(crate) async fn rewrite(lake: &Lake, table: Table, target: u64) -> Result<(Table, Rewrite)> {
+    let Some(snapshot) = table.metadata().current_snapshot().cloned() else {
+        return Ok((table, Rewrite::default()));
+    };
+    if table.metadata().format_version() != FormatVersion::V2 {
+        return Ok((table, Rewrite::default()));
+    }
+    let mut cache = ManifestCache::new();
+    let current = live(&table, &snapshot, &mut cache).await?;
+    if let Some(why) = &current.not_rewritable {
+        tracing::info!(table = %table.identifier(), "not compacting: {why}");
+        return Ok((table, Rewrite::default()));
+    }
+    let bins = plan_bins(&current.entries, target);
+    let mut report = Rewrite {
+        manifests_before: current.manifests.len(),
+        ..Rewrite::default()
+    };
+    if bins.is_empty() && current.manifests.len() <= MAX_MANIFESTS {
+        report.manifests_after = report.manifests_before;
+        return Ok((table, report));
+    }
+    let mut removed: HashMap<String, ManifestEntry> = HashMap::new();
+    let mut added: Vec<DataFile> = Vec::new();
+    for bin in &bins {
+        let paths: HashSet<String> = bin.iter().map(|e| normalize(e.file_path())).collect();
+        let out = match compact(&table, snapshot.snapshot_id(), &paths, target).await {
+            Ok(out) => out,
+            Err(e) => {
+                delete_files(&table, &added).await;
+                return Err(e);
+            }
+        };
+        let rows_in: u64 = bin.iter().map(|e| e.record_count()).sum();
+        let rows_out: u64 = out.iter().map(|f| f.record_count()).sum();
+        if rows_in != rows_out {
+            delete_files(&table, &added).await;
+            delete_files(&table, &out).await;
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("compaction read {rows_out} rows from files that hold {rows_in}; nothing was committed"),
+            )
+            .with("table", table.identifier()));
+        }
+        report.files_in += bin.len();
+        report.bytes_in += bin.iter().map(|e| e.file_size_in_bytes()).sum::<u64>();
+        report.rows += rows_in;
+        report.files_out += out.len();
+        report.bytes_out += out.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
+        for e in bin {
+            removed.insert(normalize(e.file_path()), (*e).clone());
+        }
+        added.extend(out);
+    }
+    match commit(lake, table.clone(), current, &mut cache, &removed, &added).await {
+        Ok((t, manifests)) => {
+            report.manifests_after = manifests;
+            Ok((t, report))
+        }
+        Err(e) => {
+            // Nothing references the outputs: they would be orphans.
+            delete_files(&table, &added).await;
+            Err(e)
+        }
+    }
+}
+
+async fn delete_files(table: &Table, files: &[DataFile]) {
+    for f in files {
+        let _ = table.file_io().delete(f.file_path()).await;
+    }
+}
+
+/// Read the files `paths` of `snapshot_id` (in the table's current schema) and write them
+/// again as files of about `target` bytes.
+async fn compact(
+    table: &Table,
+    snapshot_id: i64,
+    paths: &HashSet<String>,
+    target: u64,
+) -> Result<Vec<DataFile>> {
+    let scan = table
+        .scan()
+        .snapshot_id(snapshot_id)
+        .select_all()
+        .build()
+        .map_err(|e| lake_error("cannot plan the compaction's read", e))?;
+    let tasks = scan
+        .plan_files()
+        .await
+        .map_err(|e| lake_error("cannot plan the compaction's read", e))?;
+    let wanted = paths.clone();
+    let tasks = tasks.try_filter(move |t| {
+        futures::future::ready(wanted.contains(&normalize(&t.data_file_path)))
+    });
+    let batches = table
+        .reader_builder()
+        .with_batch_size(8192)
+        // One file after the other: memory stays at one row group, order stays commit order.
+        .with_data_file_concurrency_limit(1)
+        .build()
+        .read(Box::pin(tasks))
+        .map_err(|e| lake_error("cannot read the files to compact", e))?
+        .stream();
+    let target = usize::try_from(target).unwrap_or(usize::MAX);
+    let mut writer = data_file_writer(table, target).await?;
+    let mut batches = batches;
+    while let Some(batch) = batches
+        .try_next()
+        .await
+        .map_err(|e| lake_error("cannot read a file to compact", e))?
+    {
+        writer
+            .write(batch)
+            .await
+            .map_err(|e| lake_error("cannot write a compacted file", e))?;
+    }
+    writer
+        .close()
+        .await
+        .map_err(|e| lake_error("cannot finish a compacted file", e))
+}
+
+fn unique_snapshot_id(table: &Table) -> i64 {
+    loop {
+        let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+        let id = ((a ^ b) as i64).checked_abs().unwrap_or(1);
+        if id != 0 && table.metadata().snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// Commit the replace snapshot: every live file of the current snapshot but `removed`, plus
+/// `added`. Rebuilt on the newest snapshot as long as streaming commits land first.
+async fn commit(
+    lake: &Lake,
+    mut table: Table,
+    mut current: Live,
+    cache: &mut ManifestCache,
+    removed: &HashMap<String, ManifestEntry>,
+    added: &[DataFile],
+) -> Result<(Table, usize)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(base) = table.metadata().current_snapshot().cloned() else {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "the table lost its snapshots",
+            ));
+        };
+        let alive: HashSet<String> = current
+            .entries
+            .iter()
+            .map(|e| normalize(e.file_path()))
+            .collect();
+        if let Some(gone) = removed.keys().find(|p| !alive.contains(*p)) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{gone} was removed by another commit (a second maintenance job?); this pass leaves the table as it is"),
+            )
+            .with("table", table.identifier()));
+        }
+        if let Some(why) = &current.not_rewritable {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("cannot rewrite: {why}"),
+            ));
+        }
+        let (built, written, manifests) =
+            build_snapshot(&table, &base, &current, removed, added).await?;
+        match lake
+            .commit_metadata(&table, built, Guard::MainSnapshot)
+            .await
+        {
+            Ok(t) => return Ok((t, manifests)),
+            Err(e) if e.kind() == ErrorKind::Conflict && attempt < ATTEMPTS => {
+                crate::files::jitter(attempt).await;
+                for f in written {
+                    let _ = table.file_io().delete(&f).await;
+                }
+                table = lake
+                    .catalog
+                    .load_table(table.identifier())
+                    .await
+                    .map_err(|e| lake_error("cannot load the table", e))?;
+                let Some(s) = table.metadata().current_snapshot().cloned() else {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        "the table lost its snapshots",
+                    ));
+                };
+                current = live(&table, &s, cache).await?;
+            }
+            Err(e) => {
+                for f in written {
+                    let _ = table.file_io().delete(&f).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The metadata of the replace snapshot, the files written for it, and its manifest count.
+async fn build_snapshot(
+    table: &Table,
+    base: &iceberg::spec::SnapshotRef,
+    current: &Live,
+    removed: &HashMap<String, ManifestEntry>,
+    added: &[DataFile],
+) -> Result<(iceberg::spec::TableMetadataBuildResult, Vec<String>, usize)> {
+    let md = table.metadata();
+    let snapshot_id = unique_snapshot_id(table);
+    let seq = md.next_sequence_number();
+    let io = table.file_io();
+    let location = md.location().trim_end_matches('/');
+    let commit_id = uuid::Uuid::new_v4();
+    let spec = md.default_partition_spec().as_ref().clone();
+    let schema = md.current_schema().clone();
+    let mut written = Vec::new();
+    let mut manifests = Vec::new();
+
+    // Existing files first (commit order), then the deleted inputs, then the outputs.
+    let kept: Vec<&ManifestEntry> = current
+        .entries
+        .iter()
+        .filter(|e| !removed.contains_key(&normalize(e.file_path())))
+        .collect();
+    enum Item<'a> {
+        Existing(&'a ManifestEntry),
+        Deleted(&'a ManifestEntry),
+        Added(&'a DataFile),
+    }
+    let items: Vec<Item> = kept
+        .iter()
+        .map(|e| Item::Existing(e))
+        .chain(removed.values().map(Item::Deleted))
+        .chain(added.iter().map(Item::Added))
+        .collect();
+    let missing_seq = || {
+        Error::new(
+            ErrorKind::Internal,
+            "a manifest entry has no sequence number; not rewriting",
+        )
+    };
+    for (n, chunk) in items.chunks(ENTRIES_PER_MANIFEST).enumerate() {
+        let path = format!("{location}/metadata/{commit_id}-m{n}.avro");
+        let out = io
+            .new_output(&path)
+            .map_err(|e| lake_error("cannot write a manifest", e))?;
+        let mut w =
+            ManifestWriterBuilder::new(out, Some(snapshot_id), schema.clone(), spec.clone())
+                .build_v2_data();
+        for item in chunk {
+            let r = match item {
+                Item::Existing(e) => w.add_existing_file(
+                    e.data_file().clone(),
+                    e.snapshot_id().ok_or_else(missing_seq)?,
+                    e.sequence_number().ok_or_else(missing_seq)?,
+                    Some(e.file_sequence_number.ok_or_else(missing_seq)?),
+                ),
+                Item::Deleted(e) => w.add_delete_file(
+                    e.data_file().clone(),
+                    e.sequence_number().ok_or_else(missing_seq)?,
+                    Some(e.file_sequence_number.ok_or_else(missing_seq)?),
+                ),
+                // Inherits the new snapshot's sequence number.
+                Item::Added(f) => w.add_file((*f).clone(), -1),
+            };
+            r.map_err(|e| lake_error("cannot write a manifest entry", e))?;
+        }
+        written.push(path);
+        manifests.push(
+            w.write_manifest_file()
+                .await
+                .map_err(|e| lake_error("cannot write a manifest", e))?,
+        );
+    }
+    let list_path = format!("{location}/metadata/snap-{snapshot_id}-1-{commit_id}.avro");
+    let out = io
+        .new_output(&list_path)
+        .map_err(|e| lake_error("cannot write a manifest list", e))?
+        .writer()
+        .await
+        .map_err(|e| lake_error("cannot write a manifest list", e))?;
+    let mut list = ManifestListWriter::v2(out, snapshot_id, Some(base.snapshot_id()), seq);
+    let count = manifests.len();
+    list.add_manifests(manifests.into_iter())
+        .map_err(|e| lake_error("cannot write a manifest list", e))?;
+    list.close()
+        .await
+        .map_err(|e| lake_error("cannot write a manifest list", e))?;
+    written.push(list_path.clone());
+
+    let summary = Summary {
+        operation: Operation::Replace,
+        additional_properties: summary_properties(table, &kept, removed, added)?,
+    };
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(Some(base.snapshot_id()))
+        .with_sequence_number(seq)
+        .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+        .with_manifest_list(list_path)
+        .with_summary(summary)
+        .with_schema_id(md.current_schema_id())
+        .build();
+    let built = md
+        .clone()
+        .into_builder(table.metadata_location().map(str::to_string))
+        .add_snapshot(snapshot)
+        .and_then(|b| {
+            b.set_ref(
+                MAIN_BRANCH,
+                SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
+            )
+        })
+        .and_then(|b| b.build())
+        .map_err(|e| lake_error("cannot build the replace snapshot", e))?;
+    Ok((built, written, count))
+}
+
+/// Iceberg's summary fields for the replace snapshot, and the table's progress carried forward.
+fn summary_properties(
+    table: &Table,
+    kept: &[&ManifestEntry],
+    removed: &HashMap<String, ManifestEntry>,
+    added: &[DataFile],
+) -> Result<HashMap<String, String>> {
+    let mut p = HashMap::new();
+    let progress = read_progress(table)?;
+    if let Some(w) = progress.watermark {
+        p.insert(WATERMARK_KEY.to_string(), w.to_string());
+        p.insert(
+            SNAPSHOT_KEY.to_string(),
+            progress
+                .snapshot_lsn
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
+        );
+    }
+    let what = if removed.is_empty() {
+        "rewrite-manifests"
+    } else {
+        "compaction"
+    };
+    p.insert(MAINTENANCE_KEY.to_string(), what.to_string());
+    let sum = |it: &mut dyn Iterator<Item = (u64, u64)>| {
+        it.fold((0u64, 0u64), |(r, b), (r2, b2)| (r + r2, b + b2))
+    };
+    let (added_rows, added_bytes) = sum(&mut added
+        .iter()
+        .map(|f| (f.record_count(), f.file_size_in_bytes())));
+    let (removed_rows, removed_bytes) = sum(&mut removed
+        .values()
+        .map(|e| (e.record_count(), e.file_size_in_bytes())));
+    let (kept_rows, kept_bytes) = sum(&mut kept
+        .iter()
+        .map(|e| (e.record_count(), e.file_size_in_bytes())));
+    for (k, v) in [
+        ("added-data-files", added.len() as u64),
+        ("deleted-data-files", removed.len() as u64),
+        ("added-records", added_rows),
+        ("deleted-records", removed_rows),
+        ("added-files-size", added_bytes),
+        ("removed-files-size", removed_bytes),
+        ("total-records", kept_rows + added_rows),
+        ("total-files-size", kept_bytes + added_bytes),
+        ("total-data-files", (kept.len() + added.len()) as u64),
+        ("total-delete-files", 0),
+        ("total-position-deletes", 0),
+        ("total-equality-deletes", 0),
+    ] {
+        if v > 0 || k.starts_with("total-") {
+            p.insert(k.to_string(), v.to_string());
+        }
+    }
+    Ok(p)
+}
