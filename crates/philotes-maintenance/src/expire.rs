@@ -33,6 +33,10 @@ pub struct Expiry {
     pub data_files_deleted: usize,
     pub manifests_deleted: usize,
     pub manifest_lists_deleted: usize,
+    /// The catalog does not let Philotes remove snapshots (some REST catalogs expire them
+    /// themselves): what it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_by_catalog: Option<String>,
 }
 
 /// Snapshot ids named by a branch or tag (the crate has no accessor for the refs).
@@ -132,6 +136,11 @@ pub(crate) async fn expire(
             .await
         {
             Ok(t) => break (t, gone),
+            Err(e) if matches!(e.context("http_status"), Some("403") | Some("405") | Some("501")) => {
+                tracing::warn!(table = %table.identifier(), error = %e, "the catalog does not let Philotes expire snapshots; expire them with the catalog's own tool (the rest of maintenance goes on)");
+                report.refused_by_catalog = Some(e.to_string());
+                return Ok((table, report));
+            }
             Err(e) if e.kind() == ErrorKind::Conflict && attempt < ATTEMPTS => {
                 crate::files::jitter(attempt).await;
                 table = lake

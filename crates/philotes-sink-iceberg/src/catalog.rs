@@ -185,7 +185,8 @@ impl Lake {
                         ErrorKind::Sink,
                         format!("the REST catalog refused a commit ({status}): {text}"),
                     )
-                    .with("table", &ident));
+                    .with("table", &ident)
+                    .with("http_status", status.as_u16()));
                 }
             }
         }
