@@ -266,7 +266,7 @@ class Bench:
     def latency(self, seconds, rate):
         self.sql("CREATE TABLE lat (id bigint PRIMARY KEY, v text)")
         self.sql("CREATE PUBLICATION bench_lat FOR TABLE lat")
-        p, data = self.philotes("--publication", "bench_lat", "--slot", "s_lat", background=True)
+        p, data = self.philotes("--publication", "bench_lat", "--slot", "s_lat", "--maintenance=false", background=True)
         time.sleep(2)  # initial copy of the empty table
         stop = time.monotonic() + seconds
         i = 0
@@ -305,6 +305,113 @@ class Bench:
         pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
         return {"rows": len(lat), "inserted": inserted, "p50_s": pct(0.5), "p99_s": pct(0.99), "max_s": lat[-1], "peak_rss_mib": peak / 1024,
                 "flush_interval_s": self.args.flush_seconds}
+
+    # --- maintenance ------------------------------------------------------------------------
+
+    def commit_flatness(self, commits):
+        """A trickle of one-row transactions replicated at a 20 ms flush with maintenance every
+        10 s: the time between commits near commit 100 against the last ones, after `commits`."""
+        import json as _json
+        import sqlite3
+        import threading
+        self.sql("CREATE TABLE trickle (id bigint PRIMARY KEY, v bigint)")
+        self.sql("CREATE PUBLICATION bench_trickle FOR TABLE trickle")
+        p, data = self.philotes("--publication", "bench_trickle", "--slot", "s_trickle", "--flush-interval", "20ms",
+                                "--maintenance-interval", "10s", "--snapshot-max-age", "5s", background=True)
+        stop = threading.Event()
+
+        def write():
+            with psycopg.connect(self.url, autocommit=True) as c:
+                i = 0
+                while not stop.is_set():
+                    c.execute("INSERT INTO trickle VALUES (%s, 0) ON CONFLICT (id) DO UPDATE SET v = trickle.v + 1", (i % 5000,))
+                    i += 1
+                    time.sleep(0.002)
+
+        def current():
+            try:
+                with sqlite3.connect(data / "catalog.db") as c:
+                    row = c.execute("SELECT metadata_location FROM iceberg_tables WHERE table_name = 'trickle__changelog'").fetchone()
+            except sqlite3.Error:
+                return None
+            if not row:
+                return None
+            path = Path(row[0].removeprefix("file://"))
+            return int(path.name.split("-")[0]), _json.loads(path.read_text()), path.stat().st_size
+
+        def gaps(md, last):
+            appends = {s["snapshot-id"] for s in md["snapshots"] if s["summary"]["operation"] == "append"}
+            ts = [e["timestamp-ms"] for e in md["snapshot-log"] if e["snapshot-id"] in appends][-last:]
+            g = sorted(b - a for a, b in zip(ts, ts[1:]))
+            return g[len(g) // 2] if g else None
+
+        w = threading.Thread(target=write)
+        w.start()
+        early = None
+        worst_md = 0
+        t0 = time.monotonic()
+        try:
+            while True:
+                c = current()
+                if c:
+                    version, md, size = c
+                    worst_md = max(worst_md, size)
+                    if early is None and version >= 150:
+                        early = gaps(md, 100)
+                    if version >= commits:
+                        late = gaps(md, 100)
+                        break
+                if p.poll() is not None:
+                    raise SystemExit("philotes stopped during the commit bench")
+                time.sleep(0.5)
+        finally:
+            stop.set()
+            w.join()
+            p.terminate()
+            p.wait()
+        self.drop_slot("s_trickle")
+        files = len(list((data / "warehouse").rglob("*.parquet")))
+        shutil.rmtree(data, ignore_errors=True)
+        self.sql("DROP PUBLICATION bench_trickle")
+        self.sql("DROP TABLE trickle")
+        return {"commits": commits, "seconds": time.monotonic() - t0, "flush_interval_ms": 20,
+                "median_ms_between_commits_near_100": early, "median_ms_between_commits_at_end": late,
+                "ratio_end_to_start": (late / early) if early and late else None,
+                "largest_metadata_file_kib": worst_md / 1024, "parquet_files_at_end": files}
+
+    def compaction(self, txns, rows_per_txn):
+        """`txns` committed transactions replicated into as many small files, then one
+        `philotes maintain`, against pyarrow rewriting the same files in the same run."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        self.sql("CREATE TABLE small (id bigint PRIMARY KEY, a int, v text, at timestamptz)")
+        self.sql("CREATE PUBLICATION bench_small FOR TABLE small")
+        _, _, data = self.philotes("--publication", "bench_small", "--slot", "s_small", "--maintenance=false")
+        for t in range(txns):
+            self.sql(f"INSERT INTO small SELECT g, g % 1000, md5(g::text), now() FROM generate_series({t * rows_per_txn}, {(t + 1) * rows_per_txn - 1}) g")
+        cmd = [str(self.binary), "run", "--source", self.url, "--data-dir", str(data), "--publication", "bench_small", "--slot", "s_small",
+               "--maintenance=false", "--flush-rows", str(rows_per_txn), "--until-caught-up"]
+        subprocess.run(cmd, check=True, env={**os.environ, "PHILOTES_LOG": "warn"})
+        self.drop_slot("s_small")
+        inputs = sorted((data / "warehouse").rglob("*.parquet"))
+        in_bytes = sum(f.stat().st_size for f in inputs)
+        # pyarrow: read every file and write them as one zstd file (the physical rewrite).
+        t = time.perf_counter()
+        table = pa.concat_tables([pq.read_table(f) for f in inputs])
+        pq.write_table(table, self.work / "rewrite.parquet", compression="zstd", compression_level=1, row_group_size=131072)
+        arrow_s = time.perf_counter() - t
+        out = subprocess.run([str(self.binary), "maintain", "--data-dir", str(data), "--format", "json"],
+                             check=True, capture_output=True, text=True, env={**os.environ, "PHILOTES_LOG": "warn"})
+        (rep,) = json.loads(out.stdout)["tables"]
+        shutil.rmtree(data, ignore_errors=True)
+        (self.work / "rewrite.parquet").unlink()
+        self.sql("DROP PUBLICATION bench_small")
+        self.sql("DROP TABLE small")
+        mb = in_bytes / 1e6
+        return {"files_in": rep["rewrite"]["files_in"], "files_out": rep["rewrite"]["files_out"], "rows": rep["rewrite"]["rows"],
+                "mb_in": mb, "mb_out": rep["rewrite"]["bytes_out"] / 1e6, "seconds": rep["seconds"],
+                "mb_per_s": mb / rep["seconds"], "pyarrow_mb_per_s": mb / arrow_s,
+                "ratio_to_pyarrow": (mb / rep["seconds"]) / (mb / arrow_s)}
 
     # --- memory -----------------------------------------------------------------------------
 
@@ -369,6 +476,10 @@ class Bench:
                 self.results["streaming"].append(self.streaming(op, size, changes))
         self.say(f"latency: {a.latency_rate} inserts/s for {a.latency_seconds} s")
         self.results["latency"] = self.latency(a.latency_seconds, a.latency_rate)
+        self.say(f"maintenance: {a.flatness_commits} commits at a 20 ms flush")
+        self.results["commit_flatness"] = self.commit_flatness(a.flatness_commits)
+        self.say(f"maintenance: compaction of {a.compaction_txns} small files")
+        self.results["compaction"] = self.compaction(a.compaction_txns, a.compaction_txn_rows)
         self.results["big_transaction"] = self.big_transaction(a.big_txn_rows, stream=True)
         self.results["big_transaction_protocol_1"] = self.big_transaction(a.big_txn_rows, stream=False)
         return self.results
@@ -399,6 +510,13 @@ def report(r):
     lat = r["latency"]
     out.append("")
     out.append(f"latency (commit → visible in Iceberg, flush interval {lat['flush_interval_s']} s, {lat['rows']} rows): p50 {lat['p50_s']:.2f} s, p99 {lat['p99_s']:.2f} s, max {lat['max_s']:.2f} s; peak RSS {lat['peak_rss_mib']:.0f} MiB")
+    f = r["commit_flatness"]
+    out.append(f"commits at a {f['flush_interval_ms']} ms flush with maintenance: median ms between commits near commit 100 {f['median_ms_between_commits_near_100']}, "
+               f"at commit {f['commits']:,} {f['median_ms_between_commits_at_end']} (ratio {f['ratio_end_to_start']:.2f}); largest metadata file {f['largest_metadata_file_kib']:.0f} KiB, "
+               f"{f['parquet_files_at_end']} Parquet files at the end")
+    c = r["compaction"]
+    out.append(f"compaction: {c['files_in']} files ({c['mb_in']:.1f} MB, {c['rows']:,} rows) into {c['files_out']} ({c['mb_out']:.1f} MB) in {c['seconds']:.1f} s: "
+               f"{c['mb_per_s']:.1f} MB/s against pyarrow rewriting the same files at {c['pyarrow_mb_per_s']:.1f} MB/s (ratio {c['ratio_to_pyarrow']:.2f})")
     for key in ("big_transaction", "big_transaction_protocol_1"):
         b = r[key]
         how = "streamed while decoded (protocol 2)" if b["streaming"] else "sent at commit (protocol 1)"
@@ -417,7 +535,10 @@ def main():
     p.add_argument("--single-row-changes", type=int, default=20_000, help="changes per streaming case in 1-row transactions")
     p.add_argument("--latency-seconds", type=int, default=20)
     p.add_argument("--latency-rate", type=int, default=200, help="inserts per second during the latency run")
-    p.add_argument("--flush-seconds", type=float, default=5.0, help="the default flush interval (for the report)")
+    p.add_argument("--flush-seconds", type=float, default=1.0, help="the default flush interval (for the report)")
+    p.add_argument("--flatness-commits", type=int, default=10_000, help="commits of the commit-cost run (maintenance on)")
+    p.add_argument("--compaction-txns", type=int, default=400, help="small files to compact")
+    p.add_argument("--compaction-txn-rows", type=int, default=5000)
     p.add_argument("--big-txn-rows", type=int, default=10_000_000)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args()

@@ -154,7 +154,7 @@ pub const KEYS: &[KeyDoc] = &[
         "flush_interval",
         "--flush-interval",
         "PHILOTES_FLUSH_INTERVAL",
-        "5s",
+        "1s",
         "Longest time a committed source transaction waits before it is committed to Iceberg."
     ),
     key!(

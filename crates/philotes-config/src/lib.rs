@@ -155,7 +155,7 @@ impl Layer {
         }
         let flush_interval = match self.flush_interval {
             Some(s) => parse_duration(&s)?,
-            None => Duration::from_secs(5),
+            None => Duration::from_secs(1),
         };
         let batch_rows = self.batch_rows.unwrap_or(16_384);
         if batch_rows == 0 {

@@ -136,7 +136,12 @@ pub(crate) async fn expire(
             .await
         {
             Ok(t) => break (t, gone),
-            Err(e) if matches!(e.context("http_status"), Some("403") | Some("405") | Some("501")) => {
+            Err(e)
+                if matches!(
+                    e.context("http_status"),
+                    Some("403") | Some("405") | Some("501")
+                ) =>
+            {
                 tracing::warn!(table = %table.identifier(), error = %e, "the catalog does not let Philotes expire snapshots; expire them with the catalog's own tool (the rest of maintenance goes on)");
                 report.refused_by_catalog = Some(e.to_string());
                 return Ok((table, report));
