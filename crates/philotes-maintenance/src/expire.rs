@@ -12,7 +12,7 @@
 //! reaches. A new commit landing meanwhile only adds files, so it cannot make a deleted file
 //! live again. A crash in between leaves unreferenced files for orphan cleanup.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use iceberg::spec::SnapshotRef;
 use iceberg::table::Table;
@@ -70,7 +70,9 @@ pub(crate) fn choose(
     let mut n = 0usize;
     let mut watermark_kept = false;
     while let Some(s) = at {
-        if n < opts.snapshot_keep_min {
+        // Every ancestor down to the newest watermark snapshot: `read_progress` walks that
+        // chain, so a gap in it would lose the table's position.
+        if n < opts.snapshot_keep_min || !watermark_kept {
             keep.insert(s.snapshot_id());
         }
         if !watermark_kept
@@ -124,11 +126,17 @@ pub(crate) async fn expire(
             .iter()
             .filter_map(|id| table.metadata().snapshot_by_id(*id).cloned())
             .collect();
-        let built = table
+        let mut builder = table
             .metadata()
             .clone()
             .into_builder(table.metadata_location().map(str::to_string))
-            .remove_snapshots(&ids)
+            .remove_snapshots(&ids);
+        for id in &ids {
+            builder = builder
+                .remove_statistics(*id)
+                .remove_partition_statistics(*id);
+        }
+        let built = builder
             .build()
             .map_err(|e| lake_error("cannot build the snapshot expiry", e))?;
         match lake
@@ -163,17 +171,15 @@ pub(crate) async fn expire(
     let keep = reach(&committed, &retained).await?;
     let lost = reach(&committed, &gone).await?;
     // A file a retained manifest lists as deleted is alive in no retained snapshot: it goes.
-    let data: Vec<String> = lost.named.difference(&keep.alive).cloned().collect();
-    let manifests: Vec<String> = lost
-        .manifests
-        .difference(&keep.manifests)
-        .cloned()
-        .collect();
-    let lists: Vec<String> = lost
-        .manifest_lists
-        .difference(&keep.manifest_lists)
-        .cloned()
-        .collect();
+    let only_lost = |lost: &HashMap<String, String>, kept: &HashMap<String, String>| {
+        lost.iter()
+            .filter(|(k, _)| !kept.contains_key(*k))
+            .map(|(_, raw)| raw.clone())
+            .collect::<Vec<String>>()
+    };
+    let data = only_lost(&lost.named, &keep.alive);
+    let manifests = only_lost(&lost.manifests, &keep.manifests);
+    let lists = only_lost(&lost.manifest_lists, &keep.manifest_lists);
     report.data_files_deleted = delete_all(&committed, data).await;
     report.manifests_deleted = delete_all(&committed, manifests).await;
     report.manifest_lists_deleted = delete_all(&committed, lists).await;

@@ -18,19 +18,30 @@ pub(crate) fn lake_error(what: impl Into<String>, e: iceberg::Error) -> Error {
     Error::new(ErrorKind::Sink, what).with_source(e)
 }
 
-/// A location as one string per file: the scheme kept, repeated slashes after it collapsed
-/// (a table location with a trailing slash makes `…//data/…` paths).
+/// A location as one string per file: one spelling per scheme (`file:/x`, `file:///x` and a
+/// bare `/x` are the same file; `s3a://` and `s3n://` are `s3://`), repeated slashes after it
+/// collapsed (a table location with a trailing slash makes `…//data/…` paths). Referenced and
+/// listed files are compared in this form, so two spellings of one file never make a live file
+/// look like an orphan.
 pub(crate) fn normalize(path: &str) -> String {
-    let (scheme, rest) = match path.find("://") {
-        Some(i) => (&path[..i + 3], &path[i + 3..]),
-        None => ("", path),
+    let (scheme, rest) = if let Some(r) = path.strip_prefix("file:") {
+        ("file://", format!("/{}", r.trim_start_matches('/')))
+    } else if path.starts_with('/') {
+        ("file://", path.to_string())
+    } else if let Some(i) = path.find("://") {
+        let scheme = match &path[..i] {
+            "s3a" | "s3n" => "s3://",
+            _ => &path[..i + 3],
+        };
+        (scheme, path[i + 3..].to_string())
+    } else {
+        ("", path.to_string())
     };
-    let mut out = String::with_capacity(path.len());
+    let mut out = String::with_capacity(path.len() + 8);
     out.push_str(scheme);
     let mut last_slash = false;
-    for (i, c) in rest.char_indices() {
-        // `file:///abs` keeps the slash that starts the absolute path.
-        if c == '/' && last_slash && i > 0 {
+    for c in rest.chars() {
+        if c == '/' && last_slash {
             continue;
         }
         last_slash = c == '/';
@@ -127,15 +138,28 @@ pub(crate) async fn live(
     })
 }
 
-/// Every file the given snapshots reach.
+/// Every file the given snapshots reach, by [`normalize`]d path, each with the path as the
+/// metadata spells it (what deletes use).
 #[derive(Default)]
 pub(crate) struct Reach {
-    pub manifest_lists: HashSet<String>,
-    pub manifests: HashSet<String>,
+    pub manifest_lists: HashMap<String, String>,
+    pub manifests: HashMap<String, String>,
     /// Data (and delete) files alive in at least one of the snapshots.
-    pub alive: HashSet<String>,
+    pub alive: HashMap<String, String>,
     /// Data files any of their manifests names, alive or not.
-    pub named: HashSet<String>,
+    pub named: HashMap<String, String>,
+}
+
+impl Reach {
+    /// Every path, normalized.
+    pub(crate) fn all(&self) -> HashSet<String> {
+        self.manifest_lists
+            .keys()
+            .chain(self.manifests.keys())
+            .chain(self.named.keys())
+            .cloned()
+            .collect()
+    }
 }
 
 /// What `snapshots` reach (each distinct manifest read once).
@@ -151,7 +175,8 @@ pub(crate) async fn reach(table: &Table, snapshots: &[SnapshotRef]) -> Result<Re
         .await?;
     let mut distinct: HashMap<String, ManifestFile> = HashMap::new();
     for s in snapshots {
-        r.manifest_lists.insert(normalize(s.manifest_list()));
+        r.manifest_lists
+            .insert(normalize(s.manifest_list()), s.manifest_list().to_string());
     }
     for m in lists.into_iter().flatten() {
         distinct.entry(normalize(&m.manifest_path)).or_insert(m);
@@ -168,11 +193,14 @@ pub(crate) async fn reach(table: &Table, snapshots: &[SnapshotRef]) -> Result<Re
     for e in read.into_iter().flatten() {
         let p = normalize(e.file_path());
         if e.is_alive() {
-            r.alive.insert(p.clone());
+            r.alive.insert(p.clone(), e.file_path().to_string());
         }
-        r.named.insert(p);
+        r.named.insert(p, e.file_path().to_string());
     }
-    r.manifests = distinct.into_keys().collect();
+    r.manifests = distinct
+        .into_iter()
+        .map(|(k, m)| (k, m.manifest_path))
+        .collect();
     Ok(r)
 }
 
@@ -215,7 +243,9 @@ mod tests {
     #[test]
     fn paths_compare_after_normalizing() {
         assert_eq!(normalize("file:///a//b/c"), "file:///a/b/c");
+        assert_eq!(normalize("file:/a/b/c"), "file:///a/b/c");
+        assert_eq!(normalize("/a//b"), "file:///a/b");
         assert_eq!(normalize("s3://bucket/x//data/f"), "s3://bucket/x/data/f");
-        assert_eq!(normalize("/a//b"), "/a/b");
+        assert_eq!(normalize("s3a://bucket/x/f"), "s3://bucket/x/f");
     }
 }

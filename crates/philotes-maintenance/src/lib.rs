@@ -219,7 +219,8 @@ impl Maintained {
         }
     }
 
-    fn list(&self) -> Vec<TableIdent> {
+    /// The tables handed in so far.
+    pub fn tables(&self) -> Vec<TableIdent> {
         self.tables.lock().map(|t| t.clone()).unwrap_or_default()
     }
 }
@@ -234,7 +235,7 @@ pub fn spawn(lake: Lake, tables: Maintained, opts: MaintenanceSettings) -> Backg
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let list = tables.list();
+            let list = tables.tables();
             let _ = maintain(&lake, &list, &opts).await;
         }
     });

@@ -62,10 +62,7 @@ pub(crate) async fn clean(
     let md = table.metadata();
     let snapshots: Vec<_> = md.snapshots().cloned().collect();
     let r = reach(&table, &snapshots).await?;
-    let mut referenced: HashSet<String> = HashSet::new();
-    referenced.extend(r.manifest_lists);
-    referenced.extend(r.manifests);
-    referenced.extend(r.named);
+    let mut referenced: HashSet<String> = r.all();
     let mut logged: Vec<&str> = md
         .metadata_log()
         .iter()
@@ -81,6 +78,15 @@ pub(crate) async fn clean(
             .map(|s| normalize(&s.statistics_path)),
     );
     let oldest_logged = logged.iter().filter_map(|p| metadata_version(p)).min();
+    // A path in a form we cannot compare with the listing could be a live file we would take
+    // for an orphan: then leave the table's files alone.
+    if let Some(odd) = referenced
+        .iter()
+        .find(|p| !(p.starts_with("file://") || p.starts_with("s3://")))
+    {
+        tracing::warn!(table = %table.identifier(), path = %odd, "not cleaning orphan files: the table references a location that is neither file:// nor s3://");
+        return Ok(Orphans::default());
+    }
 
     let mut report = Orphans {
         files_seen: listed.len(),

@@ -14,14 +14,13 @@ use std::collections::{HashMap, HashSet};
 use futures::TryStreamExt;
 use iceberg::spec::{
     DataFile, FormatVersion, MAIN_BRANCH, ManifestEntry, ManifestListWriter, ManifestWriterBuilder,
-    Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
+    Operation, Snapshot, Summary,
 };
 use iceberg::table::Table;
 use iceberg::writer::IcebergWriter;
 use philotes_core::{Error, ErrorKind, Result};
-use philotes_sink_iceberg::Guard;
-use philotes_sink_iceberg::Lake;
 use philotes_sink_iceberg::table::{SNAPSHOT_KEY, WATERMARK_KEY, data_file_writer, read_progress};
+use philotes_sink_iceberg::{Guard, Lake, commit_refused};
 
 use crate::files::{Live, ManifestCache, lake_error, live, normalize};
 
@@ -141,8 +140,11 @@ pub(crate) async fn rewrite(lake: &Lake, table: Table, target: u64) -> Result<(T
             Ok((t, report))
         }
         Err(e) => {
-            // Nothing references the outputs: they would be orphans.
-            delete_files(&table, &added).await;
+            // Certainly not committed: nothing references the outputs. Otherwise the commit
+            // may have landed, and orphan cleanup removes them later if it did not.
+            if commit_refused(&e) {
+                delete_files(&table, &added).await;
+            }
             Err(e)
         }
     }
@@ -277,8 +279,10 @@ async fn commit(
                 current = live(&table, &s, cache).await?;
             }
             Err(e) => {
-                for f in written {
-                    let _ = table.file_io().delete(&f).await;
+                if commit_refused(&e) {
+                    for f in written {
+                        let _ = table.file_io().delete(&f).await;
+                    }
                 }
                 return Err(e);
             }
@@ -393,13 +397,8 @@ async fn build_snapshot(
     let built = md
         .clone()
         .into_builder(table.metadata_location().map(str::to_string))
-        .add_snapshot(snapshot)
-        .and_then(|b| {
-            b.set_ref(
-                MAIN_BRANCH,
-                SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
-            )
-        })
+        // Keeps the retention settings of `main`.
+        .set_branch_snapshot(snapshot, MAIN_BRANCH)
         .and_then(|b| b.build())
         .map_err(|e| lake_error("cannot build the replace snapshot", e))?;
     Ok((built, written, count))

@@ -215,6 +215,12 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
         copy_again(&conn, settings, &mut to_copy, &dead_letters).await?;
     }
     stream.finish().await;
+    if settings.until_caught_up && settings.maintenance.enabled {
+        // Batch runs (cron) may never live for a maintenance interval: one pass before exiting.
+        drop(_maintenance);
+        maintain_tables(&maintained, applier.tables.values());
+        philotes_maintenance::maintain(&catalog, &maintained.tables(), &settings.maintenance).await;
+    }
     let mut stopped: Vec<TableError> = applier
         .tables
         .values()

@@ -29,6 +29,13 @@ pub(crate) fn sink_error(what: impl Into<String>, e: iceberg::Error) -> Error {
     Error::new(ErrorKind::Sink, what).with_source(e)
 }
 
+/// Whether a failed [`Lake::commit_metadata`] certainly left the table as it was (a lost race,
+/// or a catalog that refused the commit), so the files written for it may be deleted. Any other
+/// failure (a dropped connection, a timeout, a 5xx) may have come after the commit landed.
+pub fn commit_refused(e: &Error) -> bool {
+    e.kind() == ErrorKind::Conflict || e.context("http_status").is_some_and(|s| s.starts_with('4'))
+}
+
 /// An open catalog, and the means to commit what the `iceberg` crate has no action for.
 #[derive(Clone)]
 pub struct Lake {
@@ -141,7 +148,7 @@ impl Lake {
                 if *oauth2 && token.is_none() {
                     return Err(Error::new(
                         ErrorKind::SchemaChange,
-                        "changing a table's schema through a REST catalog needs catalog_token (OAuth2 client credentials are not supported for schema commits yet)",
+                        "schema changes and maintenance through a REST catalog need catalog_token (OAuth2 client credentials are not supported for these commits yet)",
                     )
                     .with("table", &ident));
                 }

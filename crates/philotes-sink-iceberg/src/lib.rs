@@ -16,5 +16,5 @@ pub mod storage;
 pub mod table;
 
 pub use batch::Batcher;
-pub use catalog::{Guard, Lake, open_catalog};
+pub use catalog::{Guard, Lake, commit_refused, open_catalog};
 pub use table::{ChangelogTable, source_batcher, stored_attnums, stored_progress, table_ident};

@@ -680,14 +680,32 @@ impl TableSink for ChangelogTable {
             }
             attempt += 1;
             // The commit may have landed even though we saw an error: look before retrying,
-            // or the same changes would be committed twice.
-            if let Ok(table) = self.lake.catalog.load_table(self.table.identifier()).await {
-                let landed = progress.watermark.is_some()
-                    && read_progress(&table)?.watermark == progress.watermark;
-                self.table = table;
-                if landed {
-                    break;
+            // or the same changes would be committed twice. Never retry without that look.
+            let table = loop {
+                match self.lake.catalog.load_table(self.table.identifier()).await {
+                    Ok(t) => break t,
+                    Err(e) if attempt < COMMIT_ATTEMPTS => {
+                        tracing::warn!(table = %self.source, attempt, error = %e, "cannot load the table to see whether a failed commit landed, retrying");
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            200 * 2u64.pow(attempt),
+                        ))
+                        .await;
+                    }
+                    Err(e) => {
+                        return Err(sink_error(
+                            format!("cannot tell whether a commit to Iceberg landed after {attempt} attempts; the changes will be written again after a restart, where the table's watermark says what it holds"),
+                            e,
+                        )
+                        .with("table", &self.source));
+                    }
                 }
+            };
+            let landed = progress.watermark.is_some()
+                && read_progress(&table)?.watermark == progress.watermark;
+            self.table = table;
+            if landed {
+                break;
             }
             if attempt >= COMMIT_ATTEMPTS {
                 return Err(sink_error(
