@@ -300,3 +300,29 @@ def test_kill_9_during_maintenance_loses_nothing_and_the_next_pass_cleans_up(sou
     source.run()
     assert sum(1 for r in source.lake().changelog(ident) if r["_cdc_op"] == "S") == copies
     assert_same(source, source.lake(), ident, "SELECT * FROM trickle", ["id"])
+
+
+def test_maintain_says_what_is_wrong(source, tmp_path):
+    """Bad input to `philotes maintain`: a clear error, a non-zero exit, nothing changed."""
+    p = subprocess.run([str(BINARY), "maintain", "--data-dir", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert p.returncode == 2 and "no lake at" in p.stderr, p.stderr
+    assert not (tmp_path / "nowhere").exists()
+    p = subprocess.run([str(BINARY), "maintain", "--data-dir", str(source.data_dir), "--snapshot-keep-min", "1"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "snapshot_keep_min must be at least 2" in p.stderr, p.stderr
+    p = subprocess.run([str(BINARY), "maintain", "--data-dir", str(source.data_dir), "--orphan-min-age", "soon"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "is not a duration" in p.stderr, p.stderr
+    source.sql("CREATE TABLE t (id int PRIMARY KEY)")
+    source.sql("INSERT INTO t VALUES (1)")
+    source.run()
+    before = sample(source.data_dir, "public.t__changelog")["version"]
+    p = subprocess.run([str(BINARY), "maintain", "--data-dir", str(source.data_dir), "public.nope"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "public.nope__changelog" in p.stderr, p.stderr
+    p = subprocess.run([str(BINARY), "maintain", "--data-dir", str(source.data_dir), "nodot"], capture_output=True, text=True)
+    assert p.returncode == 2 and "is not schema.table" in p.stderr, p.stderr
+    assert sample(source.data_dir, "public.t__changelog")["version"] == before
+    # A table with nothing to do: the pass says so.
+    p = subprocess.run([str(BINARY), "maintain", "--data-dir", str(source.data_dir)], capture_output=True, text=True)
+    assert p.returncode == 0 and "public.t__changelog: nothing to do" in p.stdout, p.stdout + p.stderr

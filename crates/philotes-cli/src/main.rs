@@ -509,9 +509,27 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {
 async fn maintain(args: MaintainArgs) -> Result<ExitCode, Error> {
     let named = table_names("maintain", &args.tables_to_maintain)?;
     let settings = settings(args.run)?;
+    if !settings.data_dir.exists()
+        && matches!(
+            settings.catalog,
+            philotes_config::CatalogSettings::Sql { .. }
+        )
+    {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "no lake at {}: point --data-dir (or the catalog options) at the lake `philotes run` writes",
+                settings.data_dir.display()
+            ),
+        ));
+    }
     let lake = philotes_sink_iceberg::open_catalog(&settings).await?;
     let tables = if named.is_empty() {
-        philotes_maintenance::philotes_tables(&lake).await?
+        let found = philotes_maintenance::philotes_tables(&lake).await?;
+        if found.is_empty() {
+            eprintln!("no Philotes tables in the catalog: nothing to maintain");
+        }
+        found
     } else {
         named
             .iter()
