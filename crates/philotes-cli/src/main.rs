@@ -338,21 +338,7 @@ mod sql {
         };
         let memory_limit = args.memory_limit.as_deref().map(parse_size).transpose()?;
         let settings = super::settings(args.lake)?;
-        if !settings.data_dir.exists()
-            && matches!(
-                settings.catalog,
-                philotes_config::CatalogSettings::Sql { .. }
-            )
-        {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "no lake at {}: point --data-dir (or the catalog options) at the lake `philotes run` writes",
-                    settings.data_dir.display()
-                ),
-            ));
-        }
-        let lake = philotes_sink_iceberg::open_catalog(&settings).await?;
+        let lake = super::open_lake(&settings).await?;
         let opts = QueryOptions {
             upto: upto.clone(),
             memory_limit,
@@ -506,9 +492,10 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::from(report.exit_code()))
 }
 
-async fn maintain(args: MaintainArgs) -> Result<ExitCode, Error> {
-    let named = table_names("maintain", &args.tables_to_maintain)?;
-    let settings = settings(args.run)?;
+/// Open an existing lake (the commands that only read or maintain one never create it).
+async fn open_lake(
+    settings: &philotes_config::Settings,
+) -> Result<philotes_sink_iceberg::Lake, Error> {
     if !settings.data_dir.exists()
         && matches!(
             settings.catalog,
@@ -523,7 +510,13 @@ async fn maintain(args: MaintainArgs) -> Result<ExitCode, Error> {
             ),
         ));
     }
-    let lake = philotes_sink_iceberg::open_catalog(&settings).await?;
+    philotes_sink_iceberg::open_catalog(settings).await
+}
+
+async fn maintain(args: MaintainArgs) -> Result<ExitCode, Error> {
+    let named = table_names("maintain", &args.tables_to_maintain)?;
+    let settings = settings(args.run)?;
+    let lake = open_lake(&settings).await?;
     let tables = if named.is_empty() {
         let found = philotes_maintenance::philotes_tables(&lake).await?;
         if found.is_empty() {
