@@ -48,7 +48,7 @@ pub struct TableReport {
     pub rewrite: Rewrite,
     pub expiry: Expiry,
     pub orphans: Orphans,
-    /// Snapshots and metadata file size after the pass.
+    /// Snapshots, and live data files of the current snapshot, after the pass.
     pub snapshots_after: usize,
     pub data_files_after: usize,
     pub seconds: f64,

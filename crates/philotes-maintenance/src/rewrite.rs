@@ -22,7 +22,7 @@ use philotes_core::{Error, ErrorKind, Result};
 use philotes_sink_iceberg::table::{SNAPSHOT_KEY, WATERMARK_KEY, data_file_writer, read_progress};
 use philotes_sink_iceberg::{Guard, Lake, commit_refused};
 
-use crate::files::{Live, ManifestCache, lake_error, live, normalize};
+use crate::files::{Live, ManifestCache, delete_all, lake_error, live, normalize};
 
 /// Files under this share of the target size are compacted.
 const SMALL_SHARE: f64 = 0.75;
@@ -151,9 +151,8 @@ pub(crate) async fn rewrite(lake: &Lake, table: Table, target: u64) -> Result<(T
 }
 
 async fn delete_files(table: &Table, files: &[DataFile]) {
-    for f in files {
-        let _ = table.file_io().delete(f.file_path()).await;
-    }
+    let paths = files.iter().map(|f| f.file_path().to_string()).collect();
+    delete_all(table, paths).await;
 }
 
 /// Read the files `paths` of `snapshot_id` (in the table's current schema) and write them
@@ -262,9 +261,7 @@ async fn commit(
             Ok(t) => return Ok((t, manifests)),
             Err(e) if e.kind() == ErrorKind::Conflict && attempt < ATTEMPTS => {
                 crate::files::jitter(attempt).await;
-                for f in written {
-                    let _ = table.file_io().delete(&f).await;
-                }
+                delete_all(&table, written).await;
                 table = lake
                     .catalog
                     .load_table(table.identifier())
@@ -280,9 +277,7 @@ async fn commit(
             }
             Err(e) => {
                 if commit_refused(&e) {
-                    for f in written {
-                        let _ = table.file_io().delete(&f).await;
-                    }
+                    delete_all(&table, written).await;
                 }
                 return Err(e);
             }
