@@ -527,6 +527,8 @@ def report(r):
 
 
 def main():
+    # Runs here are one after the other, but a dev machine may have Prometheus on 9090.
+    os.environ.setdefault("PHILOTES_METRICS_ADDR", "127.0.0.1:0")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--binary", default=str(ROOT / "target" / "release" / "philotes"))
     p.add_argument("--narrow-rows", type=int, default=2_000_000)

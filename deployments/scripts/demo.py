@@ -21,6 +21,8 @@ from pgcluster import Cluster  # noqa: E402
 
 BINARY = ROOT / "target" / "debug" / "philotes"
 SECONDS = int(os.environ.get("DEMO_SECONDS", "20"))
+# Metrics on any free port: the demo must not fail on a machine whose Prometheus has 9090.
+os.environ.setdefault("PHILOTES_METRICS_ADDR", "127.0.0.1:0")
 
 
 def say(msg):

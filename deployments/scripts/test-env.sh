@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine: PostgreSQL 15 (server,
-# pg_recvlogical) and a Python virtualenv with the independent Iceberg reader (pyiceberg +
+# pg_recvlogical), Prometheus, and a Python virtualenv with the independent Iceberg reader (pyiceberg +
 # pyarrow), psycopg, pytest and moto (a local S3 server). Idempotent; prints what it does.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -14,6 +14,15 @@ if [[ -z "$(pg_bin)" || ! -x "$(pg_bin)/initdb" ]]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-15 >/dev/null
 fi
 echo "test-env: PostgreSQL binaries in $(pg_bin)"
+
+# A real Prometheus scrapes the roles in the metrics tests (apt starts no service).
+if ! command -v prometheus >/dev/null; then
+  echo "test-env: installing Prometheus from apt"
+  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+echo "test-env: Prometheus at $(command -v prometheus)"
 
 if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$root/tests/e2e/requirements.txt" "$venv/.requirements"; then
   echo "test-env: creating the Python virtualenv $venv (pyiceberg, pyarrow, psycopg, pytest, moto)"

@@ -19,6 +19,9 @@ from lake import Lake  # noqa: E402
 from pgcluster import Cluster  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every role serves /metrics; tests run several at once, so each takes any free port (a test of
+# the endpoints names its own).
+os.environ.setdefault("PHILOTES_METRICS_ADDR", "127.0.0.1:0")
 BINARY = Path(os.environ.get("PHILOTES_BIN", ROOT / "target" / "debug" / "philotes"))
 
 

@@ -48,11 +48,24 @@ class Cluster:
         }
         if before_start:
             before_start(self)
-        opts = f"-p {self.port} -k {self.base} " + " ".join(f"-c {k}={v}" for k, v in conf.items())
+        self.opts = f"-p {self.port} -k {self.base} " + " ".join(f"-c {k}={v}" for k, v in conf.items())
+        self.start_server()
+
+    def start_server(self):
         subprocess.run(
-            self.as_user + [str(bin_ / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-o", opts, "-w", "start"],
+            self.as_user + [str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-o", self.opts, "-w", "start"],
             check=True, stdout=subprocess.DEVNULL,
         )
+
+    def stop_server(self, mode="fast"):
+        """Stop the server but keep its data (`start_server` brings it back)."""
+        r = subprocess.run(
+            self.as_user + [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        if r.returncode != 0:
+            log = "\n".join(l for l in (self.base / "log").read_text().splitlines() if "is shutting down" not in l)[-5000:]
+            raise AssertionError(f"pg_ctl stop -m {mode} failed: {r.stderr}\n{log}")
 
     def url(self, db="postgres"):
         return f"postgres://postgres@127.0.0.1:{self.port}/{db}?sslmode=disable"

@@ -232,6 +232,9 @@ struct RunArgs {
     /// Unreferenced files are deleted once older than this (e.g. 3d).
     #[arg(long, env = "PHILOTES_ORPHAN_MIN_AGE")]
     orphan_min_age: Option<String>,
+    /// Serve /metrics, /healthz and /readyz here (host:port, or `off`).
+    #[arg(long, env = "PHILOTES_METRICS_ADDR")]
+    metrics_addr: Option<String>,
 }
 
 impl RunArgs {
@@ -266,6 +269,7 @@ impl RunArgs {
             snapshot_max_age: self.snapshot_max_age,
             snapshot_keep_min: self.snapshot_keep_min,
             orphan_min_age: self.orphan_min_age,
+            metrics_addr: self.metrics_addr,
         };
         (self.config, layer)
     }
@@ -454,6 +458,7 @@ fn settings(args: RunArgs) -> Result<philotes_config::Settings, Error> {
 
 async fn run(args: RunArgs, resync: Resync) -> Result<ExitCode, Error> {
     let settings = settings(args)?;
+    let _telemetry = philotes_telemetry::serve(&settings.metrics_addr).await?;
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stop.clone());
     let report = philotes_pipeline::run(&settings, stop, &resync).await?;

@@ -227,4 +227,11 @@ pub const KEYS: &[KeyDoc] = &[
         "3d",
         "Files under a table's location that no snapshot references are deleted once older than this (younger ones may belong to a write still under way)."
     ),
+    key!(
+        "metrics_addr",
+        "--metrics-addr",
+        "PHILOTES_METRICS_ADDR",
+        "0.0.0.0:9090",
+        "Where `run` serves `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (connected to what it needs; 503 with the reasons otherwise): `host:port`, port 0 for any free one, or `off` (docs/metrics.md)."
+    ),
 ];

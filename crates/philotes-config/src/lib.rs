@@ -50,6 +50,7 @@ pub struct Layer {
     pub snapshot_max_age: Option<String>,
     pub snapshot_keep_min: Option<usize>,
     pub orphan_min_age: Option<String>,
+    pub metrics_addr: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -113,7 +114,8 @@ impl Layer {
             compaction_target_size,
             snapshot_max_age,
             snapshot_keep_min,
-            orphan_min_age
+            orphan_min_age,
+            metrics_addr
         )
     }
 
@@ -224,6 +226,9 @@ impl Layer {
             stream_large_transactions: self.stream_large_transactions.unwrap_or(true),
             until_caught_up: self.until_caught_up.unwrap_or(false),
             maintenance,
+            metrics_addr: self
+                .metrics_addr
+                .unwrap_or_else(|| DEFAULT_METRICS_ADDR.into()),
         })
     }
 }
@@ -321,7 +326,12 @@ pub struct Settings {
     pub stream_large_transactions: bool,
     pub until_caught_up: bool,
     pub maintenance: MaintenanceSettings,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`host:port`, or `off`).
+    pub metrics_addr: String,
 }
+
+/// The default of `metrics_addr`.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
 
 /// Table maintenance: compaction, manifest rewrite, snapshot expiry and orphan cleanup.
 #[derive(Clone, Debug, PartialEq)]

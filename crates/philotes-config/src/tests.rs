@@ -98,6 +98,7 @@ fn every_layer_field_is_documented() {
         "snapshot_max_age",
         "snapshot_keep_min",
         "orphan_min_age",
+        "metrics_addr",
     ];
     for f in fields {
         assert!(KEYS.iter().any(|k| k.key == f), "{f} has no KeyDoc");

@@ -195,10 +195,29 @@ pub async fn maintain(
 ) -> Vec<(TableIdent, Result<TableReport>)> {
     let mut out = Vec::with_capacity(tables.len());
     for ident in tables {
+        let started = Instant::now();
         let r = maintain_table(lake, ident, opts).await;
-        if let Err(e) = &r {
-            tracing::warn!(table = %ident, error = %e, "maintenance pass failed; the next pass tries again");
+        let mut pass = philotes_telemetry::MaintenancePass {
+            ok: r.is_ok(),
+            took: started.elapsed(),
+            ..Default::default()
+        };
+        match &r {
+            Ok(report) => {
+                pass.files_compacted = report.rewrite.files_in as u64;
+                pass.snapshots_expired = report.expiry.snapshots_expired as u64;
+                pass.files_deleted = (report.expiry.data_files_deleted
+                    + report.expiry.manifests_deleted
+                    + report.expiry.manifest_lists_deleted
+                    + report.orphans.orphans_deleted
+                    + report.orphans.metadata_files_deleted)
+                    as u64;
+            }
+            Err(e) => {
+                tracing::warn!(table = %ident, error = %e, "maintenance pass failed; the next pass tries again");
+            }
         }
+        philotes_telemetry::maintained(&ident.to_string(), pass);
         out.push((ident.clone(), r));
     }
     out

@@ -260,6 +260,7 @@ async fn commit(
         {
             Ok(t) => return Ok((t, manifests)),
             Err(e) if e.kind() == ErrorKind::Conflict && attempt < ATTEMPTS => {
+                philotes_telemetry::retry("maintenance", ErrorKind::Conflict);
                 crate::files::jitter(attempt).await;
                 delete_all(&table, written).await;
                 table = lake

@@ -9,6 +9,7 @@ use philotes_core::{
     TableProgress, TableSink,
 };
 use philotes_source_postgres::SourceTable;
+use philotes_telemetry::TableMetrics;
 
 use crate::dlq::DeadLetters;
 
@@ -24,6 +25,7 @@ pub(crate) struct TableState<T> {
     /// The table left the publication (removed or dropped); it is let go once the stream has
     /// passed this position, after its last changes are committed.
     pub leaving: Option<Lsn>,
+    pub metrics: TableMetrics,
 }
 
 impl<T: TableSink> TableState<T> {
@@ -32,6 +34,7 @@ impl<T: TableSink> TableState<T> {
             return;
         }
         tracing::error!(table = %self.source.name, error = %e, "table stopped; the other tables go on, and this table's position is kept");
+        self.metrics.stopped(e.kind());
         if let Some(lake) = self.lake.as_mut() {
             lake.discard();
         }
@@ -85,6 +88,14 @@ pub(crate) struct Txn {
     seq: i64,
 }
 
+/// Microseconds since the Unix epoch, now.
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 pub(crate) struct Applier<T> {
     pub tables: HashMap<u32, TableState<T>>,
     dead_letters: DeadLetters,
@@ -97,6 +108,8 @@ pub(crate) struct Applier<T> {
     /// return every few seconds to look at the publication).
     last_flush: Instant,
     pub streamed_rows: u64,
+    /// Source commit time of the newest transaction applied (for the lag in seconds).
+    last_ts_us: Option<i64>,
 }
 
 impl<T: TableSink> Applier<T> {
@@ -110,6 +123,7 @@ impl<T: TableSink> Applier<T> {
             unknown: false,
             last_flush: Instant::now(),
             streamed_rows: 0,
+            last_ts_us: None,
         }
     }
 
@@ -122,6 +136,24 @@ impl<T: TableSink> Applier<T> {
         if self.last_end.is_none_or(|e| lsn > e) {
             self.last_end = Some(lsn);
         }
+    }
+
+    /// The stream broke inside a transaction: drop what every table holds uncommitted (the
+    /// complete transactions before it too, as they share its files) and forget the position
+    /// reached, so nothing is committed or confirmed until the new stream has delivered it all
+    /// again from the confirmed position. Between transactions this does nothing: what is
+    /// pending is complete and can be committed.
+    pub fn abandon_open_transaction(&mut self) {
+        if self.txn.take().is_none() {
+            return;
+        }
+        for t in self.tables.values_mut() {
+            if let Some(lake) = t.lake.as_mut() {
+                lake.discard();
+            }
+        }
+        self.last_end = None;
+        self.last_ts_us = None;
     }
 
     /// The slot may not be confirmed past the watermark of a stopped table.
@@ -147,7 +179,9 @@ impl<T: TableSink> Applier<T> {
                 });
             }
             Change::Commit { end_lsn, .. } => {
-                self.txn = None;
+                if let Some(t) = self.txn.take() {
+                    self.last_ts_us = Some(t.ts_us);
+                }
                 self.processed(end_lsn);
             }
             Change::Relation(rel) => {
@@ -225,6 +259,7 @@ impl<T: TableSink> Applier<T> {
             Ok(()) => {
                 txn.seq += 1;
                 self.streamed_rows += 1;
+                t.metrics.ingested(1);
                 lake.write_if_full().await?;
             }
             Err(ce) => {
@@ -238,6 +273,7 @@ impl<T: TableSink> Applier<T> {
                 let names: Vec<String> = t.source.columns.iter().map(|c| c.name.clone()).collect();
                 self.dead_letters
                     .record(&t.source.name, lsn, op, &names, row, &err)?;
+                t.metrics.dead_letter();
                 tracing::error!(file = %self.dead_letters.path().display(), "the change was written to the dead-letter file");
                 t.stop(err);
             }
@@ -258,10 +294,21 @@ impl<T: TableSink> Applier<T> {
                 watermark: Some(end),
                 snapshot_lsn: t.progress.snapshot_lsn,
             };
+            let rows = t.pending();
             if let Some(lake) = t.lake.as_mut() {
+                let started = Instant::now();
                 lake.commit(progress).await?;
+                t.metrics.committed(rows, started.elapsed());
                 t.progress = progress;
             }
+        }
+        philotes_telemetry::buffer_depth(self.pending());
+        if let Some(ts) = self.last_ts_us.take() {
+            let lag = (now_us() - ts) as f64 / 1e6;
+            philotes_telemetry::replication_lag(None, Some(lag));
+        } else if self.txn.is_none() {
+            // Nothing new since the last commit: everything received is in Iceberg.
+            philotes_telemetry::replication_lag(None, Some(0.0));
         }
         self.tables.retain(|_, t| match t.leaving {
             Some(at) if at <= end => {

@@ -63,6 +63,10 @@ impl Resync {
 /// `until_caught_up`, everything committed on the source before the start is in Iceberg.
 /// `resync` names tables to copy again first (an invalidated slot is then replaced).
 pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) -> Result<RunReport> {
+    philotes_telemetry::set_pipeline(&settings.slot);
+    let health = philotes_telemetry::health();
+    health.expect("source", "connecting to the source");
+    health.expect("lake", "opening the lake");
     let (conn, client) = SourceConn::open(settings.source.as_ref(), "to replicate").await?;
     preflight::check_server(&client, &settings.slot).await?;
     preflight::ensure_publication(&client, &settings.publication, &settings.tables).await?;
@@ -71,6 +75,7 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
     }
     let slot = preflight::ensure_slot(&client, &settings.slot).await?;
     let catalog = open_catalog(settings).await?;
+    health.ready("lake");
     let dead_letters = DeadLetters::new(&settings.data_dir);
 
     let mut resolver = TypeResolver::default();
@@ -120,100 +125,59 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
     let spill_dir = settings
         .stream_large_transactions
         .then(|| settings.data_dir.join("spill"));
-    let mut stream = ReplicationStream::start(
+    let stream = ReplicationStream::start(
         &conn,
         &settings.slot,
         &settings.publication,
         slot.confirmed_flush,
-        spill_dir,
+        spill_dir.clone(),
     )
     .await?;
-    for t in tables.values() {
-        stream.remember(t.source.oid, &t.source.columns);
-    }
     let mut applier = Applier::new(tables, dead_letters);
-    let flush = FlushPolicy {
-        interval: settings.flush_interval,
-        rows: settings.flush_rows,
-        publication_poll: PUBLICATION_POLL,
+    let mut live = Live {
+        conn,
+        client,
+        stream,
+        resolver,
+        spill_dir,
+        watch: SlotWatch::default(),
+        flush: FlushPolicy {
+            interval: settings.flush_interval,
+            rows: settings.flush_rows,
+            publication_poll: PUBLICATION_POLL,
+        },
     };
-    let mut health = SlotWatch::default();
+    for t in applier.tables.values() {
+        live.stream.remember(t.source.oid, &t.source.columns);
+    }
+    philotes_telemetry::source_connected(true);
+    health.ready("source");
+    live.watch.tick(&live.client, &settings.slot).await?;
     loop {
-        let ended = match stream_changes(&mut applier, &mut stream, flush, marker.as_deref(), &stop)
-            .await
-        {
-            Ok(ended) => ended,
+        let step = live
+            .step(
+                &mut applier,
+                settings,
+                &catalog,
+                &maintained,
+                marker.as_deref(),
+                &stop,
+            )
+            .await;
+        match step {
+            Ok(true) => break,
+            Ok(false) => {}
+            // The source restarted, failed over or the network broke: reconnect and resume from
+            // the confirmed position (a slot that is gone or lost still ends the run).
             Err(e) if e.kind() == ErrorKind::Source => {
-                // Say why when the slot itself is gone; else the error as it came.
-                return Err(
-                    match preflight::slot_status(&client, &settings.slot).await {
-                        Ok(None) => preflight::missing_slot(&settings.slot),
-                        Ok(Some(s)) if s.wal_status == "lost" => {
-                            preflight::lost_slot(&settings.slot)
-                        }
-                        _ => e,
-                    },
-                );
+                if !live.reconnect(&mut applier, settings, e, &stop).await? {
+                    break;
+                }
             }
             Err(e) => return Err(e),
-        };
-        if ended == Ended::Refresh {
-            health.tick(&client, &settings.slot).await?;
-            maintain_tables(&maintained, applier.tables.values());
         }
-        if ended == Ended::Done {
-            break;
-        }
-        if ended == Ended::Refresh {
-            applier.unknown = false;
-            // The full description (columns of every table) only when the set changed.
-            let oids = publication_oids(&client, &settings.publication).await?;
-            let known: std::collections::HashSet<u32> = applier
-                .tables
-                .iter()
-                .filter(|(_, t)| t.leaving.is_none())
-                .map(|(oid, _)| *oid)
-                .collect();
-            if oids == known {
-                continue;
-            }
-        }
-        let now = publication_tables(&client, &mut resolver, &settings.publication).await?;
-        if ended == Ended::Refresh {
-            if !follow_publication(
-                &mut applier,
-                &mut stream,
-                now.clone(),
-                &catalog,
-                &client,
-                settings,
-            )
-            .await?
-            {
-                continue;
-            }
-            applier.flush(&mut stream).await?;
-        }
-        // The copy reads the table as it is now: take its current columns first (the stream's
-        // description may be older than the catalog).
-        let mut to_copy: Vec<&mut TableState<ChangelogTable>> = applier
-            .tables
-            .values_mut()
-            .filter(|t| {
-                t.stopped.is_none()
-                    && t.lake.is_some()
-                    && (t.recopy || t.progress.snapshot_lsn.is_none())
-            })
-            .collect();
-        for t in to_copy.iter_mut() {
-            if let Some(current) = now.iter().find(|s| s.oid == t.source.oid) {
-                let lsn = t.progress.watermark.unwrap_or_default();
-                t.adopt(&current.columns, lsn).await?;
-            }
-        }
-        let dead_letters = DeadLetters::new(&settings.data_dir);
-        copy_again(&conn, settings, &mut to_copy, &dead_letters).await?;
     }
+    let mut stream = live.stream;
     stream.finish().await;
     if settings.until_caught_up && settings.maintenance.enabled {
         // Batch runs (cron) may never live for a maintenance interval: one pass before exiting.
@@ -238,6 +202,179 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
         confirmed: stream.confirmed(),
         streamed_rows: applier.streamed_rows,
     })
+}
+
+/// The connections of a running stream, replaced whole when the source comes back.
+struct Live {
+    conn: SourceConn,
+    client: tokio_postgres::Client,
+    stream: ReplicationStream,
+    resolver: TypeResolver,
+    spill_dir: Option<std::path::PathBuf>,
+    watch: SlotWatch,
+    flush: FlushPolicy,
+}
+
+impl Live {
+    /// Stream until it is time to look at the publication or copy a table again (false), or
+    /// until the run is over (true).
+    async fn step(
+        &mut self,
+        applier: &mut Applier<ChangelogTable>,
+        settings: &Settings,
+        catalog: &Lake,
+        maintained: &Maintained,
+        marker: Option<&str>,
+        stop: &AtomicBool,
+    ) -> Result<bool> {
+        let ended = stream_changes(applier, &mut self.stream, self.flush, marker, stop).await?;
+        if ended == Ended::Refresh {
+            self.watch.tick(&self.client, &settings.slot).await?;
+            philotes_telemetry::buffer_depth(applier.pending());
+            maintain_tables(maintained, applier.tables.values());
+        }
+        if ended == Ended::Done {
+            return Ok(true);
+        }
+        if ended == Ended::Refresh {
+            applier.unknown = false;
+            // The full description (columns of every table) only when the set changed.
+            let oids = publication_oids(&self.client, &settings.publication).await?;
+            let known: std::collections::HashSet<u32> = applier
+                .tables
+                .iter()
+                .filter(|(_, t)| t.leaving.is_none())
+                .map(|(oid, _)| *oid)
+                .collect();
+            if oids == known {
+                return Ok(false);
+            }
+        }
+        let now =
+            publication_tables(&self.client, &mut self.resolver, &settings.publication).await?;
+        if ended == Ended::Refresh {
+            if !follow_publication(
+                applier,
+                &mut self.stream,
+                now.clone(),
+                catalog,
+                &self.client,
+                settings,
+            )
+            .await?
+            {
+                return Ok(false);
+            }
+            applier.flush(&mut self.stream).await?;
+        }
+        // The copy reads the table as it is now: take its current columns first (the stream's
+        // description may be older than the catalog).
+        let mut to_copy: Vec<&mut TableState<ChangelogTable>> = applier
+            .tables
+            .values_mut()
+            .filter(|t| {
+                t.stopped.is_none()
+                    && t.lake.is_some()
+                    && (t.recopy || t.progress.snapshot_lsn.is_none())
+            })
+            .collect();
+        for t in to_copy.iter_mut() {
+            if let Some(current) = now.iter().find(|s| s.oid == t.source.oid) {
+                let lsn = t.progress.watermark.unwrap_or_default();
+                t.adopt(&current.columns, lsn).await?;
+            }
+        }
+        let dead_letters = DeadLetters::new(&settings.data_dir);
+        copy_again(&self.conn, settings, &mut to_copy, &dead_letters).await?;
+        Ok(false)
+    }
+
+    /// The source went away (`cause`): keep what is complete, then connect again with backoff
+    /// until it is back (true) or the run is asked to stop (false). Nothing is confirmed to the
+    /// slot that is not committed in Iceberg, so the new stream starts where the lake is.
+    async fn reconnect(
+        &mut self,
+        applier: &mut Applier<ChangelogTable>,
+        settings: &Settings,
+        cause: Error,
+        stop: &AtomicBool,
+    ) -> Result<bool> {
+        let health = philotes_telemetry::health();
+        philotes_telemetry::source_connected(false);
+        health.not_ready("source", format!("reconnecting: {cause}"));
+        tracing::warn!(error = %cause, "lost the source; reconnecting (Philotes keeps running and resumes from the last position committed in Iceberg)");
+        // Complete transactions are committed now; a transaction cut off half-way is dropped
+        // from every table and arrives again, whole, on the new stream.
+        applier.abandon_open_transaction();
+        applier.flush(&mut self.stream).await?;
+        self.stream.abandon();
+        let mut delay = RECONNECT_FIRST;
+        let mut attempt = 0u32;
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(false);
+            }
+            tokio::time::sleep(jittered(delay)).await;
+            attempt += 1;
+            philotes_telemetry::retry("source", ErrorKind::Source);
+            match self.connect_again(applier, settings).await {
+                Ok(()) => {
+                    tracing::info!(attempt, from = %self.stream.confirmed(), "reconnected to the source; streaming again");
+                    philotes_telemetry::source_connected(true);
+                    health.ready("source");
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == ErrorKind::Source => {
+                    health.not_ready("source", format!("reconnecting: {e}"));
+                    tracing::warn!(attempt, retry_in = ?delay.min(RECONNECT_MAX), error = %e, "the source is not back yet; check that it runs and accepts replication connections");
+                    delay = (delay * 2).min(RECONNECT_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect_again(
+        &mut self,
+        applier: &Applier<ChangelogTable>,
+        settings: &Settings,
+    ) -> Result<()> {
+        let client = self.conn.connect().await?;
+        match preflight::slot_status(&client, &settings.slot).await? {
+            None => return Err(preflight::missing_slot(&settings.slot)),
+            Some(s) if s.wal_status == "lost" => return Err(preflight::lost_slot(&settings.slot)),
+            Some(_) => {}
+        }
+        let mut stream = ReplicationStream::start(
+            &self.conn,
+            &settings.slot,
+            &settings.publication,
+            self.stream.confirmed(),
+            self.spill_dir.clone(),
+        )
+        .await?;
+        for t in applier.tables.values() {
+            stream.remember(t.source.oid, &t.source.columns);
+        }
+        self.stream = stream;
+        self.client = client;
+        Ok(())
+    }
+}
+
+/// The first wait before reconnecting to the source, doubled after each failure up to
+/// [`RECONNECT_MAX`].
+const RECONNECT_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `d` ± 20 %, so replicas that lost the same server do not all come back at once.
+fn jittered(d: std::time::Duration) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let f = 0.8 + 0.4 * f64::from(nanos % 1000) / 1000.0;
+    d.mul_f64(f)
 }
 
 /// Hand the tables that have a changelog to the maintenance task.
@@ -272,6 +409,8 @@ impl SlotWatch {
         let Some(status) = preflight::slot_status(client, slot).await? else {
             return Err(preflight::missing_slot(slot));
         };
+        philotes_telemetry::slot_status(Some(status.retained_bytes), &status.wal_status);
+        philotes_telemetry::replication_lag(Some(status.lag_bytes), None);
         match status.wal_status.as_str() {
             "lost" => return Err(preflight::lost_slot(slot)),
             "unreserved" => tracing::warn!(
@@ -389,6 +528,7 @@ async fn open_table(
         tracing::warn!(table = %st.name, error = %e, "cannot check the table's new columns for values");
     }
     let key_idx = key_indexes(&st.columns);
+    let metrics = philotes_telemetry::TableMetrics::new(&st.name.to_string());
     let mut state = TableState {
         lake: None,
         stopped: None,
@@ -396,6 +536,7 @@ async fn open_table(
         key_idx,
         recopy: false,
         leaving: None,
+        metrics,
         source: st,
     };
     if let Some(problem) = preflight::table_problem(&state.source) {

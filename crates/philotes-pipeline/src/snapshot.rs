@@ -66,6 +66,7 @@ async fn copy_one<T: TableSink>(
     let Some(lake) = t.lake.as_mut() else {
         return Ok(());
     };
+    let metrics = Copying::start(&t.metrics);
     let name = t.source.name.clone();
     let columns: Vec<String> = t.source.columns.iter().map(|c| c.name.clone()).collect();
     let descs = t.source.columns.clone();
@@ -140,6 +141,7 @@ async fn copy_one<T: TableSink>(
             Converted::Batch(b, n) => {
                 lake.write_batch(b).await?;
                 progress.add(n);
+                metrics.0.copied(n);
             }
             Converted::Failed(ce, row) => {
                 let err = Error::new(
@@ -150,6 +152,7 @@ async fn copy_one<T: TableSink>(
                 .with("column", &ce.column)
                 .with("lsn", lsn);
                 dead_letters.record(&name, lsn, Op::Snapshot, &columns, &row, &err)?;
+                metrics.0.dead_letter();
                 failure = Some(err);
                 break;
             }
@@ -167,12 +170,33 @@ async fn copy_one<T: TableSink>(
         return Err(err);
     }
     let bytes = read?;
+    let started = std::time::Instant::now();
     lake.commit(TableProgress {
         watermark: Some(lsn),
         snapshot_lsn: Some(lsn),
     })
     .await?;
+    metrics.0.committed(
+        u64::try_from(copied).unwrap_or(0) + u64::from(again),
+        started.elapsed(),
+    );
     progress.finish();
     tracing::info!(table = %name, rows = copied, bytes, lsn = %lsn, "initial copy committed");
     Ok(())
+}
+
+/// A table's copy is in progress while this lives (the gauge falls back however the copy ends).
+struct Copying(philotes_telemetry::TableMetrics);
+
+impl Copying {
+    fn start(m: &philotes_telemetry::TableMetrics) -> Copying {
+        m.copying(true);
+        Copying(m.clone())
+    }
+}
+
+impl Drop for Copying {
+    fn drop(&mut self) {
+        self.0.copying(false);
+    }
 }

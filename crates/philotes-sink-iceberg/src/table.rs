@@ -403,6 +403,7 @@ impl ChangelogTable {
                         break;
                     }
                     Err(e) if e.kind() == ErrorKind::Conflict && attempt < CONFLICT_ATTEMPTS => {
+                        philotes_telemetry::retry("schema-change", ErrorKind::Conflict);
                         self.reload().await?;
                     }
                     Err(e) => return Err(e.with("table", &self.source)),
@@ -675,6 +676,7 @@ impl TableSink for ChangelogTable {
                 && conflicts < CONFLICT_ATTEMPTS
             {
                 conflicts += 1;
+                philotes_telemetry::retry("commit", ErrorKind::Conflict);
                 tracing::debug!(table = %self.source, conflicts, "Iceberg commit lost a race, trying again");
                 continue;
             }
@@ -685,6 +687,7 @@ impl TableSink for ChangelogTable {
                 match self.lake.catalog.load_table(self.table.identifier()).await {
                     Ok(t) => break t,
                     Err(e) if attempt < COMMIT_ATTEMPTS => {
+                        philotes_telemetry::retry("commit", ErrorKind::Sink);
                         tracing::warn!(table = %self.source, attempt, error = %e, "cannot load the table to see whether a failed commit landed, retrying");
                         attempt += 1;
                         tokio::time::sleep(std::time::Duration::from_millis(
@@ -716,6 +719,7 @@ impl TableSink for ChangelogTable {
                 )
                 .with("table", &self.source));
             }
+            philotes_telemetry::retry("commit", ErrorKind::Sink);
             tracing::warn!(table = %self.source, attempt, error = %err, "Iceberg commit failed, retrying");
             tokio::time::sleep(std::time::Duration::from_millis(200 * 2u64.pow(attempt))).await;
         }

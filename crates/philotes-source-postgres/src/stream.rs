@@ -86,6 +86,18 @@ impl ReplicationStream {
         })
     }
 
+    /// Let go of a broken stream before starting another on the same spill directory: its
+    /// in-progress transactions are dropped (the source sends them again from the confirmed
+    /// position) and no file of the next stream can be removed by this one later. The
+    /// replication connection is closed at once: a walsender left blocked on a client that no
+    /// longer reads would hold up the source's shutdown.
+    pub fn abandon(&mut self) {
+        self.client.abort();
+        self.replay = None;
+        self.spill = None;
+        self.in_block = None;
+    }
+
     /// The columns a table has now, so a later description can tell which are new.
     pub fn remember(&mut self, table_oid: u32, columns: &[ColumnDesc]) {
         self.seen

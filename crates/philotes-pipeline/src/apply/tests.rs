@@ -176,6 +176,7 @@ fn table(oid: u32, watermark: Option<u64>) -> TableState<MemTable> {
         key_idx: vec![0],
         recopy: false,
         leaving: None,
+        metrics: philotes_telemetry::TableMetrics::new(&format!("public.t{oid}")),
     }
 }
 

@@ -1,0 +1,27 @@
+//! What every long-running role tells Prometheus and Kubernetes: metrics, liveness, readiness.
+//!
+//! Why one crate, and why events: every metric Philotes exports is declared once, in
+//! [`metrics`], with its name, base unit and help text, and the rest of the code records them
+//! only through the typed calls there ([`TableMetrics`] for one table, free functions for the
+//! pipeline). So the list in `docs/metrics.md` can be checked against the code (a test renders
+//! the registry and compares), labels stay low in cardinality by construction (pipeline, table,
+//! a kind — never a key or an LSN), and no crate has to know how Prometheus wants a name spelt.
+//!
+//! The registry is one per process, like the log: a process runs one pipeline's role. The
+//! `pipeline` label is set once at start ([`set_pipeline`]); before that it is `philotes`.
+//!
+//! [`server`] serves `GET /metrics` (Prometheus text format 0.0.4), `GET /healthz` (the process
+//! is alive: never depends on another system, so an outage elsewhere does not restart-loop the
+//! pods) and `GET /readyz` (every component the role needs is reachable; 503 with the reasons
+//! as JSON otherwise), on their own address (`--metrics-addr`).
+
+pub mod health;
+pub mod metrics;
+pub mod server;
+
+pub use health::{Health, health};
+pub use metrics::{
+    MaintenancePass, TableMetrics, buffer_depth, error, maintained, replication_lag, retry,
+    set_pipeline, slot_status, source_connected,
+};
+pub use server::{Server, serve};
