@@ -296,3 +296,19 @@ def test_run_stays_up_through_source_restarts_and_loses_nothing(tmp_path):
             run.proc.kill()
             run.proc.wait()
         cluster.stop()
+
+
+def test_sigterm_past_the_shutdown_timeout_exits_at_once_and_loses_nothing(source, tmp_path):
+    """SIGTERM during an initial copy with a 1 ms shutdown timeout: the process does not wait for
+    the copy, exits 1 saying why, and the next run copies and streams everything."""
+    source.sql("CREATE TABLE big (id bigint PRIMARY KEY, pad text)")
+    source.sql("INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 100000) g")
+    run = Running(source.philotes_cmd("--shutdown-timeout", "1ms"), tmp_path / "run.log")
+    wait_for("the copy to start", lambda: run.alive() and "exported a consistent snapshot" in run.log.read_text())
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=60) == 1
+    log = run.log.read_text()
+    assert "not stopped within shutdown_timeout" in log and "the next start resumes" in log, log[-2000:]
+    source.sql("UPDATE big SET pad = 'changed' WHERE id % 1000 = 0")
+    source.run()
+    assert assert_same(source, source.lake(), "public.big__changelog", "SELECT * FROM big", ["id"]) == 100000

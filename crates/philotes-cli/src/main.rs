@@ -16,6 +16,8 @@ use philotes_config::Layer;
 use philotes_core::{Error, ErrorKind, Secret, TableName};
 use philotes_pipeline::Resync;
 
+mod dlq;
+
 #[derive(Parser)]
 #[command(
     name = "philotes",
@@ -41,10 +43,21 @@ enum Command {
     /// position. Exit code 0: everything matches; 1: a table differs; 2: a table (or the
     /// comparison) could not be verified.
     Verify(VerifyArgs),
+    /// Dead letters (changes that could not be written): list them, skip one, retry them.
+    Dlq(dlq::DlqArgs),
+    /// Create or upgrade the control database's schema (`--buffer-url`) and exit: for a
+    /// Kubernetes hook before the roles start (they also migrate at start-up, safely at once).
+    Migrate(MigrateArgs),
     /// One maintenance pass and exit (for a CronJob, or when `run` has `maintenance = false`):
     /// compact small files, rewrite manifests, expire snapshots, delete orphan files. Exit code
     /// 1 when a table could not be maintained.
     Maintain(MaintainArgs),
+}
+
+#[derive(Args, Debug)]
+struct MigrateArgs {
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -141,7 +154,7 @@ fn table_names(command: &str, args: &[String]) -> Result<Vec<TableName>, Error> 
 }
 
 #[derive(Args, Debug, Default)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     /// TOML configuration file (flags and PHILOTES_* variables override it).
     #[arg(long, env = "PHILOTES_CONFIG")]
     config: Option<PathBuf>,
@@ -235,6 +248,12 @@ struct RunArgs {
     /// Serve /metrics, /healthz and /readyz here (host:port, or `off`).
     #[arg(long, env = "PHILOTES_METRICS_ADDR")]
     metrics_addr: Option<String>,
+    /// PostgreSQL URL of the control database (ingest, worker, migrate).
+    #[arg(long, env = "PHILOTES_BUFFER_URL", hide_env_values = true)]
+    buffer_url: Option<String>,
+    /// Longest graceful stop after SIGTERM before exiting anyway (e.g. 25s).
+    #[arg(long, env = "PHILOTES_SHUTDOWN_TIMEOUT")]
+    shutdown_timeout: Option<String>,
 }
 
 impl RunArgs {
@@ -270,6 +289,8 @@ impl RunArgs {
             snapshot_keep_min: self.snapshot_keep_min,
             orphan_min_age: self.orphan_min_age,
             metrics_addr: self.metrics_addr,
+            buffer_url: self.buffer_url.map(Secret::new),
+            shutdown_timeout: self.shutdown_timeout,
         };
         (self.config, layer)
     }
@@ -301,6 +322,8 @@ fn main() -> ExitCode {
             Command::Sql(args) => sql::run(args).await,
             Command::Verify(args) => verify(args).await,
             Command::Maintain(args) => maintain(args).await,
+            Command::Migrate(args) => migrate(args).await,
+            Command::Dlq(args) => dlq::dlq(args).await,
         }
     });
     match result {
@@ -447,7 +470,7 @@ fn init_logging() {
 }
 
 /// Settings from flags, `PHILOTES_*` variables, the `--config` file and defaults.
-fn settings(args: RunArgs) -> Result<philotes_config::Settings, Error> {
+pub(crate) fn settings(args: RunArgs) -> Result<philotes_config::Settings, Error> {
     let (config_file, flags) = args.layer();
     let file = match config_file {
         Some(path) => Layer::from_toml_file(&path)?,
@@ -460,7 +483,7 @@ async fn run(args: RunArgs, resync: Resync) -> Result<ExitCode, Error> {
     let settings = settings(args)?;
     let _telemetry = philotes_telemetry::serve(&settings.metrics_addr).await?;
     let stop = Arc::new(AtomicBool::new(false));
-    spawn_signal_handler(stop.clone());
+    spawn_signal_handler(stop.clone(), settings.shutdown_timeout);
     let report = philotes_pipeline::run(&settings, stop, &resync).await?;
     tracing::info!(
         tables = report.tables,
@@ -516,6 +539,28 @@ async fn open_lake(
         ));
     }
     philotes_sink_iceberg::open_catalog(settings).await
+}
+
+async fn migrate(args: MigrateArgs) -> Result<ExitCode, Error> {
+    let settings = settings(args.run)?;
+    let db = philotes_buffer::ControlDb::open(settings.buffer_url.as_ref(), "to migrate").await?;
+    let m = &db.migrated;
+    if m.applied.is_empty() {
+        println!(
+            "control database {} is up to date (version {})",
+            db.conn.redacted(),
+            m.version
+        );
+    } else {
+        let applied: Vec<String> = m.applied.iter().map(|v| v.to_string()).collect();
+        println!(
+            "control database {} migrated to version {} (applied {})",
+            db.conn.redacted(),
+            m.version,
+            applied.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn maintain(args: MaintainArgs) -> Result<ExitCode, Error> {
@@ -616,8 +661,9 @@ fn maintain_line(r: &philotes_maintenance::TableReport) -> String {
 }
 
 /// First Ctrl-C or SIGTERM: stop at the next transaction boundary after committing what is
-/// pending. Second: exit at once (nothing is confirmed that is not committed, so this is safe).
-fn spawn_signal_handler(stop: Arc<AtomicBool>) {
+/// pending, within `deadline`. Second, or past the deadline: exit at once (nothing is confirmed
+/// that is not committed, so this is safe).
+fn spawn_signal_handler(stop: Arc<AtomicBool>, deadline: std::time::Duration) {
     tokio::spawn(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -639,6 +685,13 @@ fn spawn_signal_handler(stop: Arc<AtomicBool>) {
             eprintln!(
                 "stopping after the current transaction (press Ctrl-C again to stop at once)"
             );
+            tokio::spawn(async move {
+                tokio::time::sleep(deadline).await;
+                eprintln!(
+                    "error: not stopped within shutdown_timeout ({deadline:?}); exiting now. Nothing uncommitted was confirmed to the source: the next start resumes where Iceberg is"
+                );
+                std::process::exit(1);
+            });
         }
     });
 }

@@ -234,4 +234,18 @@ pub const KEYS: &[KeyDoc] = &[
         "0.0.0.0:9090",
         "Where `run` serves `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (connected to what it needs; 503 with the reasons otherwise): `host:port`, port 0 for any free one, or `off` (docs/metrics.md)."
     ),
+    key!(
+        "buffer_url",
+        "--buffer-url",
+        "PHILOTES_BUFFER_URL",
+        "(none)",
+        "PostgreSQL URL of the control database of `ingest`, `worker` and `migrate` (buffered changes, table progress, dead letters; a `philotes` schema in it). Same form and `sslmode` values as `source`. Never printed."
+    ),
+    key!(
+        "shutdown_timeout",
+        "--shutdown-timeout",
+        "PHILOTES_SHUTDOWN_TIMEOUT",
+        "25s",
+        "After SIGTERM (or Ctrl-C), `run` stops at the next transaction boundary once what it holds is committed; if that takes longer than this it exits at once with code 1 (safe: nothing uncommitted was confirmed, the next start resumes). Keep it under Kubernetes' `terminationGracePeriodSeconds`."
+    ),
 ];

@@ -51,6 +51,8 @@ pub struct Layer {
     pub snapshot_keep_min: Option<usize>,
     pub orphan_min_age: Option<String>,
     pub metrics_addr: Option<String>,
+    pub buffer_url: Option<Secret>,
+    pub shutdown_timeout: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -115,7 +117,9 @@ impl Layer {
             snapshot_max_age,
             snapshot_keep_min,
             orphan_min_age,
-            metrics_addr
+            metrics_addr,
+            buffer_url,
+            shutdown_timeout
         )
     }
 
@@ -229,6 +233,8 @@ impl Layer {
             metrics_addr: self
                 .metrics_addr
                 .unwrap_or_else(|| DEFAULT_METRICS_ADDR.into()),
+            buffer_url: self.buffer_url.filter(|s| !s.is_empty()),
+            shutdown_timeout: duration_or(self.shutdown_timeout, Duration::from_secs(25))?,
         })
     }
 }
@@ -328,6 +334,10 @@ pub struct Settings {
     pub maintenance: MaintenanceSettings,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`host:port`, or `off`).
     pub metrics_addr: String,
+    /// The control database (`ingest`, `worker`, `migrate`); `None` when not configured.
+    pub buffer_url: Option<Secret>,
+    /// How long a graceful stop may take after SIGTERM before the process exits anyway.
+    pub shutdown_timeout: Duration,
 }
 
 /// The default of `metrics_addr`.

@@ -99,6 +99,8 @@ fn every_layer_field_is_documented() {
         "snapshot_keep_min",
         "orphan_min_age",
         "metrics_addr",
+        "buffer_url",
+        "shutdown_timeout",
     ];
     for f in fields {
         assert!(KEYS.iter().any(|k| k.key == f), "{f} has no KeyDoc");

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     SchemaChange,
     /// Writing to the lake (catalog, object store, files) failed.
     Sink,
+    /// The control database (buffered changes, progress, dead letters) failed.
+    Buffer,
     /// Another writer changed the table first (a streaming commit and maintenance, say):
     /// reload the table and try again.
     Conflict,
@@ -49,6 +51,7 @@ impl ErrorKind {
             ErrorKind::Conversion => "conversion",
             ErrorKind::SchemaChange => "schema-change",
             ErrorKind::Sink => "sink",
+            ErrorKind::Buffer => "buffer",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Invalid => "invalid",
             ErrorKind::Disk => "disk",

@@ -11,7 +11,7 @@ use philotes_core::{
 use philotes_source_postgres::SourceTable;
 use philotes_telemetry::TableMetrics;
 
-use crate::dlq::DeadLetters;
+use crate::dlq::{ChangeKey, DeadLetters};
 
 /// One replicated table.
 pub(crate) struct TableState<T> {
@@ -86,6 +86,9 @@ pub(crate) struct Txn {
     commit_lsn: Lsn,
     ts_us: i64,
     seq: i64,
+    /// Changes of each table so far in this transaction: a change's position among its
+    /// table's changes is the same every time the stream delivers it (its dead-letter identity).
+    positions: HashMap<u32, u64>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -110,6 +113,8 @@ pub(crate) struct Applier<T> {
     pub streamed_rows: u64,
     /// Source commit time of the newest transaction applied (for the lag in seconds).
     last_ts_us: Option<i64>,
+    /// Changes an operator chose to leave out (`philotes dlq skip`).
+    skips: HashSet<ChangeKey>,
 }
 
 impl<T: TableSink> Applier<T> {
@@ -124,11 +129,17 @@ impl<T: TableSink> Applier<T> {
             last_flush: Instant::now(),
             streamed_rows: 0,
             last_ts_us: None,
+            skips: HashSet::new(),
         }
     }
 
     pub fn pending(&self) -> u64 {
         self.tables.values().map(TableState::pending).sum()
+    }
+
+    /// Leave out these changes when they fail to convert (`philotes dlq skip`).
+    pub fn skip(&mut self, skips: HashSet<ChangeKey>) {
+        self.skips = skips;
     }
 
     /// Everything before `lsn` has been applied (a position between transactions).
@@ -176,6 +187,7 @@ impl<T: TableSink> Applier<T> {
                     commit_lsn,
                     ts_us: commit_ts_us,
                     seq: 0,
+                    positions: HashMap::new(),
                 });
             }
             Change::Commit { end_lsn, .. } => {
@@ -255,6 +267,9 @@ impl<T: TableSink> Applier<T> {
         let Some(lake) = t.lake.as_mut() else {
             return Ok(());
         };
+        let counter = txn.positions.entry(rel).or_insert(0);
+        let position = *counter;
+        *counter += 1;
         match lake.append(op, row, lsn, txn.seq, txn.ts_us) {
             Ok(()) => {
                 txn.seq += 1;
@@ -263,6 +278,13 @@ impl<T: TableSink> Applier<T> {
                 lake.write_if_full().await?;
             }
             Err(ce) => {
+                let key = (t.source.name.to_string(), lsn, position);
+                if self.skips.contains(&key) {
+                    // A bad value leaves nothing half-written: the table goes on without it.
+                    tracing::warn!(table = %t.source.name, lsn = %lsn, position, column = %ce.column, "left out a change that cannot be converted, as decided with `philotes dlq skip`; it is not in the lake");
+                    t.metrics.skipped();
+                    return Ok(());
+                }
                 let err = Error::new(
                     ErrorKind::Conversion,
                     format!("cannot convert a value: {}", ce.message),
@@ -271,8 +293,16 @@ impl<T: TableSink> Applier<T> {
                 .with("column", &ce.column)
                 .with("lsn", lsn);
                 let names: Vec<String> = t.source.columns.iter().map(|c| c.name.clone()).collect();
-                self.dead_letters
-                    .record(&t.source.name, lsn, op, &names, row, &err)?;
+                self.dead_letters.record(
+                    &t.source.name,
+                    lsn,
+                    Some(position),
+                    op,
+                    &names,
+                    row,
+                    &ce.column,
+                    &err,
+                )?;
                 t.metrics.dead_letter();
                 tracing::error!(file = %self.dead_letters.path().display(), "the change was written to the dead-letter file");
                 t.stop(err);

@@ -13,9 +13,10 @@
 //!   never past the watermark of a table stopped by an error, so its changes stay in the WAL).
 
 mod apply;
-mod dlq;
+pub mod dlq;
 mod progress;
 mod run;
 mod snapshot;
 
+pub use dlq::{DeadLetter, DeadLetters, Decision};
 pub use run::{Resync, RunReport, TableError, run};

@@ -133,7 +133,15 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
         spill_dir.clone(),
     )
     .await?;
+    let skips = dead_letters.skips()?;
+    if !skips.is_empty() {
+        tracing::info!(
+            changes = skips.len(),
+            "changes marked with `philotes dlq skip` are left out if they fail again"
+        );
+    }
     let mut applier = Applier::new(tables, dead_letters);
+    applier.skip(skips);
     let mut live = Live {
         conn,
         client,

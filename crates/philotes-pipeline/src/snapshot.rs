@@ -151,7 +151,16 @@ async fn copy_one<T: TableSink>(
                 .with("table", &name)
                 .with("column", &ce.column)
                 .with("lsn", lsn);
-                dead_letters.record(&name, lsn, Op::Snapshot, &columns, &row, &err)?;
+                dead_letters.record(
+                    &name,
+                    lsn,
+                    None,
+                    Op::Snapshot,
+                    &columns,
+                    &row,
+                    &ce.column,
+                    &err,
+                )?;
                 metrics.0.dead_letter();
                 failure = Some(err);
                 break;

@@ -38,6 +38,8 @@ pub struct SourceConn {
     pub ssl_mode: SslMode,
     pub ssl_root_cert: Option<PathBuf>,
     redacted: String,
+    /// What this database is, for error messages ("the source PostgreSQL").
+    what: &'static str,
 }
 
 impl std::fmt::Debug for SourceConn {
@@ -121,7 +123,15 @@ impl SourceConn {
             ssl_mode,
             ssl_root_cert,
             redacted,
+            what: "the source PostgreSQL",
         })
+    }
+
+    /// Name what this database is in error messages (the same parsing and TLS serve the control
+    /// database).
+    pub fn named(mut self, what: &'static str) -> Self {
+        self.what = what;
+        self
     }
 
     /// The connection string with its password replaced by `***`.
@@ -132,7 +142,7 @@ impl SourceConn {
     fn connect_error(&self, e: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::new(
             ErrorKind::Source,
-            "cannot connect to the source PostgreSQL: check that it runs, that the host, port, user and password are right, and that pg_hba.conf lets this host in",
+            format!("cannot connect to {}: check that it runs, that the host, port, user and password are right, and that pg_hba.conf lets this host in", self.what),
         )
         .with("source", &self.redacted)
         .with_source(e)

@@ -137,6 +137,7 @@ struct Metrics {
     snapshot_rows: Family<TableLabels, Counter>,
     snapshot_running: Family<TableLabels, Gauge>,
     dead_letters: Family<TableLabels, Counter>,
+    skipped: Family<TableLabels, Counter>,
     table_stopped: Family<TableLabels, Gauge>,
     retries: Family<RetryLabels, Counter>,
     errors: Family<KindLabels, Counter>,
@@ -180,6 +181,7 @@ impl Metrics {
             snapshot_rows: Family::default(),
             snapshot_running: Family::default(),
             dead_letters: Family::default(),
+            skipped: Family::default(),
             table_stopped: Family::default(),
             retries: Family::default(),
             errors: Family::default(),
@@ -275,6 +277,12 @@ impl Metrics {
             "Changes that could not be converted and were kept as dead letters, per table",
             None,
             m.dead_letters.clone(),
+        );
+        d.add(
+            "dead_letters_skipped",
+            "Changes left out of the lake because an operator chose to skip them (`philotes dlq skip`), per table",
+            None,
+            m.skipped.clone(),
         );
         d.add(
             "table_stopped",
@@ -389,6 +397,7 @@ pub struct TableMetrics {
     snapshot_rows: Counter,
     snapshot_running: Gauge,
     dead_letters: Counter,
+    skipped: Counter,
     stopped: Gauge,
 }
 
@@ -406,6 +415,7 @@ impl TableMetrics {
             snapshot_rows: m.snapshot_rows.get_or_create_owned(&l),
             snapshot_running: m.snapshot_running.get_or_create_owned(&l),
             dead_letters: m.dead_letters.get_or_create_owned(&l),
+            skipped: m.skipped.get_or_create_owned(&l),
             stopped: m.table_stopped.get_or_create_owned(&l),
         }
     }
@@ -437,6 +447,11 @@ impl TableMetrics {
     /// A change of this table was kept as a dead letter.
     pub fn dead_letter(&self) {
         self.dead_letters.inc();
+    }
+
+    /// A change of this table was left out, as an operator decided (`philotes dlq skip`).
+    pub fn skipped(&self) {
+        self.skipped.inc();
     }
 
     /// The table was stopped by an error of `kind`.

@@ -1,0 +1,319 @@
+//! Migrations against a real PostgreSQL (Debian's, started here with initdb): fresh databases,
+//! processes starting at once, a newer or edited schema, a role without privileges.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is the test's failure
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use philotes_core::{ErrorKind, Secret};
+
+/// A throwaway PostgreSQL cluster, stopped when dropped.
+struct Cluster {
+    base: PathBuf,
+    port: u16,
+    bin: PathBuf,
+    as_user: Vec<String>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is not installed: run deployments/scripts/test-env.sh")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("no initdb under /usr/lib/postgresql");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base =
+            std::env::temp_dir().join(format!("philotes-buffer-pg-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        // PostgreSQL refuses to run as root: as root, run it as `postgres`.
+        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+        let as_user: Vec<String> = if root {
+            Command::new("chown")
+                .arg("postgres")
+                .arg(&base)
+                .status()
+                .unwrap();
+            ["runuser", "-u", "postgres", "--"]
+                .map(String::from)
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        let c = Cluster {
+            base,
+            port,
+            bin,
+            as_user,
+        };
+        let data = c.base.join("data");
+        c.run(
+            &c.bin.join("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            c.base.display()
+        );
+        c.run(
+            &c.bin.join("pg_ctl"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                c.base.join("log").to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        );
+        c
+    }
+
+    fn run(&self, exe: &std::path::Path, args: &[&str]) {
+        let mut cmd = if self.as_user.is_empty() {
+            Command::new(exe)
+        } else {
+            let mut c = Command::new(&self.as_user[0]);
+            c.args(&self.as_user[1..]).arg(exe);
+            c
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{exe:?} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn url(&self, user: &str, db: &str) -> Secret {
+        Secret::new(format!(
+            "postgres://{user}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        ))
+    }
+
+    async fn admin(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                self.port
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    async fn fresh_db(&self, name: &str) -> Secret {
+        self.admin()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        self.url("postgres", name)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.base.join("data");
+        let _ = std::panic::catch_unwind(|| {
+            self.run(
+                &self.bin.join("pg_ctl"),
+                &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+            )
+        });
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+async fn versions(url: &Secret) -> Vec<i32> {
+    let db = philotes_buffer::ControlDb::open(Some(url), "")
+        .await
+        .unwrap();
+    db.client
+        .query(
+            "SELECT version FROM philotes.schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations() {
+    let cluster = Cluster::start();
+    let newest = philotes_buffer::MIGRATIONS.last().unwrap().version;
+
+    // A fresh database gets every migration once; a second start applies nothing.
+    let url = cluster.fresh_db("fresh").await;
+    let db = philotes_buffer::ControlDb::open(Some(&url), "")
+        .await
+        .unwrap();
+    assert_eq!(db.migrated.version, newest);
+    assert_eq!(db.migrated.applied, (1..=newest).collect::<Vec<_>>());
+    for table in ["pipelines", "tables", "changes", "dead_letters"] {
+        let n: i64 = db
+            .client
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'philotes' AND table_name = $1",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "philotes.{table}");
+    }
+    let again = philotes_buffer::ControlDb::open(Some(&url), "")
+        .await
+        .unwrap();
+    assert_eq!(again.migrated.applied, Vec::<i32>::new());
+    assert_eq!(again.migrated.version, newest);
+
+    // Eight processes starting at once on a fresh database: all succeed, each migration is
+    // applied exactly once.
+    let url = cluster.fresh_db("racing").await;
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                philotes_buffer::ControlDb::open(Some(&url), "")
+                    .await
+                    .map(|d| d.migrated)
+            })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for o in opens {
+        let m = o.await.unwrap().unwrap();
+        assert_eq!(m.version, newest);
+        applied.extend(m.applied);
+    }
+    applied.sort();
+    assert_eq!(applied, (1..=newest).collect::<Vec<_>>());
+    assert_eq!(versions(&url).await, (1..=newest).collect::<Vec<_>>());
+
+    // Migrated by a newer release: refused, nothing changed.
+    let url = cluster.fresh_db("newer").await;
+    let db = philotes_buffer::ControlDb::open(Some(&url), "")
+        .await
+        .unwrap();
+    db.client
+        .execute(
+            "INSERT INTO philotes.schema_migrations (version, name, checksum) VALUES ($1, 'future', 'x')",
+            &[&(newest + 1)],
+        )
+        .await
+        .unwrap();
+    let err = philotes_buffer::ControlDb::open(Some(&url), "")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.to_string().contains("newer than this Philotes knows"),
+        "{err}"
+    );
+
+    // A migration whose text differs from what was applied: refused.
+    let url = cluster.fresh_db("edited").await;
+    let db = philotes_buffer::ControlDb::open(Some(&url), "")
+        .await
+        .unwrap();
+    db.client
+        .execute(
+            "UPDATE philotes.schema_migrations SET checksum = 'edited' WHERE version = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = philotes_buffer::ControlDb::open(Some(&url), "")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("differs from this Philotes' copy"),
+        "{err}"
+    );
+
+    // A role that may not create the schema: the error says how to grant it, and nothing is
+    // created.
+    let admin = cluster.admin().await;
+    for sql in [
+        "CREATE DATABASE locked",
+        "CREATE ROLE plain LOGIN",
+        "REVOKE CREATE ON DATABASE locked FROM PUBLIC",
+    ] {
+        admin.batch_execute(sql).await.unwrap();
+    }
+    let err = philotes_buffer::ControlDb::open(Some(&cluster.url("plain", "locked")), "")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("CREATE SCHEMA philotes AUTHORIZATION"),
+        "{text}"
+    );
+    // Given its own schema by an administrator, the same role needs nothing more.
+    let (locked, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=locked",
+            cluster.port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    locked
+        .batch_execute("CREATE SCHEMA philotes AUTHORIZATION plain")
+        .await
+        .unwrap();
+    let db = philotes_buffer::ControlDb::open(Some(&cluster.url("plain", "locked")), "")
+        .await
+        .unwrap();
+    assert_eq!(db.migrated.version, newest);
+
+    // Nothing listens there: a connection error naming the control database.
+    let err = philotes_buffer::ControlDb::open(
+        Some(&Secret::new(
+            "postgres://postgres@127.0.0.1:1/x?sslmode=disable".to_string(),
+        )),
+        "",
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("control database"), "{err}");
+    assert_eq!(
+        philotes_buffer::ControlDb::open(None, "for ingest")
+            .await
+            .err()
+            .unwrap()
+            .kind(),
+        ErrorKind::Config
+    );
+}

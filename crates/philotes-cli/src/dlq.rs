@@ -1,0 +1,159 @@
+//! `philotes dlq`: the dead letters of a pipeline, and an operator's decisions about them.
+//!
+//! `run` keeps them in `DATA_DIR/dead-letter.jsonl`; see `philotes_pipeline::dlq` for how a
+//! change is identified and what `skip` and `retry` do.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use philotes_core::{Error, ErrorKind};
+use philotes_pipeline::{DeadLetter, DeadLetters, Decision};
+
+use crate::RunArgs;
+
+#[derive(Args, Debug)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    action: DlqAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqAction {
+    /// The dead letters still open (with --all, also those skipped or retried).
+    List {
+        /// Only this table (schema.table).
+        #[arg(long)]
+        table: Option<String>,
+        /// Also the dead letters already skipped or retried.
+        #[arg(long)]
+        all: bool,
+        /// Output: text or json.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Try a change again after its mapping was fixed (a new Philotes, say): every start of
+    /// `run` does; this records that you want it. A value that is wrong on the source is fixed
+    /// there and mended with `philotes resync TABLE` instead (the WAL keeps the old value).
+    Retry {
+        /// The dead letter's id (`dlq list`).
+        #[arg(required_unless_present = "table", conflicts_with = "table")]
+        id: Option<u64>,
+        /// Every open dead letter of this table (schema.table).
+        #[arg(long)]
+        table: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Leave one change out of the lake: when it fails again, its table goes on without it
+    /// (logged, and counted in philotes_dead_letters_skipped_total). Explicit and permanent.
+    Skip {
+        /// The dead letter's id (`dlq list`).
+        id: u64,
+        /// Why (kept with the decision).
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+fn store(run: RunArgs) -> Result<DeadLetters, Error> {
+    let settings = crate::settings(run)?;
+    if !settings.data_dir.exists() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "no data directory at {}: point --data-dir at the one `philotes run` uses",
+                settings.data_dir.display()
+            ),
+        ));
+    }
+    Ok(DeadLetters::new(&settings.data_dir))
+}
+
+fn line(d: &DeadLetter) -> String {
+    let column = d.column.as_deref().unwrap_or("-");
+    let mut s = format!(
+        "{}  {}  lsn {}  op {}  column {}  {}  failed {}x, last {}\n    {}\n    row: {}",
+        d.id, d.table, d.lsn, d.op, column, d.state, d.failures, d.time, d.error, d.row
+    );
+    if let Some(n) = &d.note {
+        s.push_str(&format!("\n    note: {n}"));
+    }
+    s
+}
+
+pub async fn dlq(args: DlqArgs) -> Result<ExitCode, Error> {
+    let mut out = std::io::stdout().lock();
+    let io =
+        |e: std::io::Error| Error::new(ErrorKind::Disk, "cannot write the output").with_source(e);
+    match args.action {
+        DlqAction::List {
+            table,
+            all,
+            format,
+            run,
+        } => {
+            let letters: Vec<DeadLetter> = store(run)?
+                .list()?
+                .into_iter()
+                .filter(|d| all || d.state == "open")
+                .filter(|d| table.as_ref().is_none_or(|t| &d.table == t))
+                .collect();
+            if format == "json" {
+                let v = serde_json::json!({ "dead_letters": letters });
+                writeln!(out, "{v}").map_err(io)?;
+            } else if letters.is_empty() {
+                writeln!(out, "no {}dead letters", if all { "" } else { "open " }).map_err(io)?;
+            } else {
+                for d in &letters {
+                    writeln!(out, "{}", line(d)).map_err(io)?;
+                }
+            }
+        }
+        DlqAction::Retry { id, table, run } => {
+            let store = store(run)?;
+            let ids: Vec<u64> = match (id, &table) {
+                (Some(id), _) => vec![id],
+                (None, Some(t)) => store
+                    .list()?
+                    .into_iter()
+                    .filter(|d| &d.table == t && d.state == "open")
+                    .map(|d| d.id)
+                    .collect(),
+                (None, None) => Vec::new(),
+            };
+            if ids.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "no open dead letters of {}: `philotes dlq list --all` shows them all",
+                        table.unwrap_or_default()
+                    ),
+                ));
+            }
+            for id in ids {
+                let d = store.decide(id, Decision::Retry, None)?;
+                writeln!(
+                    out,
+                    "dead letter {} ({} at {}) is tried again when `philotes run` next starts (restart it if it runs now). If the value is wrong on the source, fix it there and run `philotes resync {}`: the WAL still holds the old value",
+                    d.id, d.table, d.lsn, d.table
+                )
+                .map_err(io)?;
+            }
+        }
+        DlqAction::Skip { id, note, run } => {
+            let d = store(run)?.decide(id, Decision::Skip, note.as_deref())?;
+            writeln!(
+                out,
+                "dead letter {} ({} at {}) will be left out of the lake: the next start of `philotes run` goes on without it (restart it if it runs now)",
+                d.id, d.table, d.lsn
+            )
+            .map_err(io)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
