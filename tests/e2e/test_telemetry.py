@@ -312,3 +312,30 @@ def test_sigterm_past_the_shutdown_timeout_exits_at_once_and_loses_nothing(sourc
     source.sql("UPDATE big SET pad = 'changed' WHERE id % 1000 = 0")
     source.run()
     assert assert_same(source, source.lake(), "public.big__changelog", "SELECT * FROM big", ["id"]) == 100000
+
+
+def test_a_second_run_on_the_same_slot_is_refused_and_the_first_goes_on(source, tmp_path):
+    source.sql("CREATE TABLE t (id int PRIMARY KEY)")
+    port = free_port()
+    first = Running(source.philotes_cmd("--metrics-addr", f"127.0.0.1:{port}", "--flush-interval", "200ms"),
+                    tmp_path / "first.log")
+    try:
+        first.readyz(f"http://127.0.0.1:{port}", 200)
+        second = [str(BINARY), "run", "--source", source.url, "--data-dir", str(tmp_path / "second"),
+                  "--until-caught-up"]
+        code, err, _ = run_philotes(second, check=False)
+        assert code != 0, err
+        assert "another Philotes process is replicating slot philotes (its source connection: backend pid" in err, err
+        assert "give this pipeline its own --slot" in err, err
+        assert not (tmp_path / "second" / "catalog.db").exists()
+        source.sql("INSERT INTO t VALUES (1)")
+        out = subprocess.run([str(BINARY), "verify", "--source", source.url, "--data-dir", str(source.data_dir)],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert first.alive()
+    finally:
+        assert first.stop() == 0
+    # Its lease ended with it.
+    source.sql("INSERT INTO t VALUES (2)")
+    source.run()
+    assert assert_same(source, source.lake(), "public.t__changelog", "SELECT * FROM t", ["id"]) == 2

@@ -69,6 +69,8 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
     health.expect("lake", "opening the lake");
     let (conn, client) = SourceConn::open(settings.source.as_ref(), "to replicate").await?;
     preflight::check_server(&client, &settings.slot).await?;
+    // One process per slot; the lease lives as long as `client`'s connection.
+    preflight::take_lease(&client, &settings.slot).await?;
     preflight::ensure_publication(&client, &settings.publication, &settings.tables).await?;
     if *resync != Resync::None {
         preflight::drop_lost_slot(&client, &settings.slot).await?;
@@ -353,6 +355,9 @@ impl Live {
             Some(s) if s.wal_status == "lost" => return Err(preflight::lost_slot(&settings.slot)),
             Some(_) => {}
         }
+        // The lease died with the old connection: take it again before streaming (another
+        // process that took it meanwhile ends this one).
+        preflight::take_lease(&client, &settings.slot).await?;
         let mut stream = ReplicationStream::start(
             &self.conn,
             &settings.slot,

@@ -298,3 +298,65 @@ pub async fn emit_marker(client: &tokio_postgres::Client, content: &str) -> Resu
         .map_err(|e| source_error("writing a position marker", e))?;
     r.get::<_, String>(0).parse()
 }
+
+/// The first key of the advisory lock a pipeline holds on its source (`phlt`); the second is
+/// the slot name's `hashtext`.
+const LEASE_CLASS: i32 = 0x7068_6c74;
+
+/// Hold the pipeline's lease: a session advisory lock on `client`'s connection, keyed by the
+/// slot, that dies with the connection (a crashed or killed process frees it at once). One
+/// process at a time streams a slot and writes its tables; a second is refused, naming the
+/// first.
+pub async fn take_lease(client: &tokio_postgres::Client, slot: &str) -> Result<()> {
+    let got: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+            &[&LEASE_CLASS, &slot],
+        )
+        .await
+        .map_err(|e| source_error("taking the pipeline's lease", e))?
+        .get(0);
+    if got {
+        return Ok(());
+    }
+    let holder = client
+        .query_opt(
+            "SELECT a.pid, coalesce(a.client_addr::text, 'local'), a.backend_start::text
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int4::oid
+               AND l.objid = hashtext($2)::oid AND l.objsubid = 2",
+            &[&LEASE_CLASS, &slot],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| {
+            format!(
+                " (its source connection: backend pid {}, from {}, since {})",
+                r.get::<_, i32>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2)
+            )
+        })
+        .unwrap_or_default();
+    Err(Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "another Philotes process is replicating slot {slot}{holder}: only one may stream a slot and write its tables. Stop the other one, or give this pipeline its own --slot (and --publication, --data-dir or namespace)"
+        ),
+    ))
+}
+
+/// Whether no process holds the pipeline's lease now (nobody streams the slot or copies for it).
+pub async fn lease_free(client: &tokio_postgres::Client, slot: &str) -> Result<bool> {
+    let held: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND classid = $1::int4::oid AND objid = hashtext($2)::oid AND objsubid = 2)",
+            &[&LEASE_CLASS, &slot],
+        )
+        .await
+        .map_err(|e| source_error("looking at the pipeline's lease", e))?
+        .get(0);
+    Ok(!held)
+}

@@ -71,6 +71,12 @@ pub async fn verify(settings: &Settings, opts: &VerifyOptions) -> Result<Report>
     if let Err(e) = preflight::emit_heartbeat(&client).await {
         tracing::debug!(error = %e, "no heartbeat written");
     }
+    // The slot exists (a pipeline was set up) but nobody streams it.
+    if slot_active(&client, &settings.slot).await? == Some(false)
+        && preflight::lease_free(&client, &settings.slot).await?
+    {
+        catch_up(settings).await?;
+    }
     wait_for_lake(&client, &settings.slot, at, opts.wait).await?;
     let only = tables
         .iter()
@@ -141,6 +147,52 @@ async fn chosen_tables(
 }
 
 /// Wait until `slot` is confirmed at or past `at`: the lake then holds every change before it.
+/// Whether a process streams `slot` now; `None` when there is no such slot.
+async fn slot_active(client: &tokio_postgres::Client, slot: &str) -> Result<Option<bool>> {
+    let row = client
+        .query_opt(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| {
+            Error::new(ErrorKind::Source, "cannot read the replication slot").with_source(e)
+        })?;
+    Ok(row.map(|r| r.get::<_, bool>(0)))
+}
+
+/// No pipeline is running (cron-style `run --until-caught-up`, say): bring the lake up to the
+/// verification point here, as `run --until-caught-up` would (it emits its own mark after
+/// the verification point, so reaching it means reaching the point). Without maintenance: verify
+/// changes nothing else.
+async fn catch_up(settings: &Settings) -> Result<()> {
+    tracing::info!(slot = %settings.slot, "no pipeline is running: catching the lake up to the verification point first");
+    let mut s = settings.clone();
+    s.until_caught_up = true;
+    s.maintenance.enabled = false;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    match philotes_pipeline::run(&s, stop, &philotes_pipeline::Resync::None).await {
+        Ok(report) if report.stopped.is_empty() => Ok(()),
+        Ok(report) => {
+            let names: Vec<String> = report
+                .stopped
+                .iter()
+                .map(|t| format!("{}: {}", t.table, t.error))
+                .collect();
+            Err(Error::new(
+                ErrorKind::Source,
+                format!(
+                    "the lake cannot be brought up to the verification point: {} (a stopped table holds the slot back; mend it with `philotes resync` or `philotes dlq`, then verify again)",
+                    names.join("; ")
+                ),
+            ))
+        }
+        // A pipeline started in the meantime: it brings the lake up; wait for it.
+        Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 async fn wait_for_lake(
     client: &tokio_postgres::Client,
     slot: &str,
