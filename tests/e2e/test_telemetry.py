@@ -140,13 +140,19 @@ def test_prometheus_scrapes_run_and_health_says_what_it_needs(source, tmp_path):
     source.sql("INSERT INTO orders SELECT g, 'n' || g FROM generate_series(1, 1000) g")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    run = Running(source.philotes_cmd("--metrics-addr", f"127.0.0.1:{port}", "--flush-interval", "200ms"),
+    run = Running(source.philotes_cmd("--metrics-addr", f"127.0.0.1:{port}", "--flush-interval", "200ms",
+                                      "--maintenance-interval", "1s"),
                   tmp_path / "run.log")
     prom = None
     try:
         body = run.readyz(base, 200)
         assert body == {"status": "ready", "checks": {"lake": "ok", "source": "ok"}}, body
         assert http_get(f"{base}/healthz") == (200, '{"status":"alive"}')
+        # The probe images without a shell use.
+        for args in ([], ["--ready"]):
+            out = subprocess.run([str(BINARY), "healthcheck", "--metrics-addr", f"0.0.0.0:{port}", *args],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0, out.stdout + out.stderr
         source.sql("INSERT INTO orders SELECT g, 'm' || g FROM generate_series(1001, 1500) g")
         source.sql("UPDATE orders SET note = 'u' WHERE id <= 100")
 
@@ -162,6 +168,13 @@ def test_prometheus_scrapes_run_and_health_says_what_it_needs(source, tmp_path):
         assert sample(text, "philotes_commits_total", table="public.orders") >= 2
         assert sample(text, "philotes_commit_duration_seconds_count", table="public.orders") >= 2
         assert sample(text, "philotes_source_connected", pipeline="philotes") == 1
+
+        def maintained():
+            text = http_get(f"{base}/metrics")[1]
+            v = sample(text, "philotes_maintenance_passes_total", table="public.orders__changelog", outcome="ok")
+            return text if v and v >= 1 else None
+        text = wait_for("a maintenance pass in /metrics", maintained)
+        assert sample(text, "philotes_maintenance_duration_seconds_count", table="public.orders__changelog") >= 1
 
         prom = Prometheus([f"127.0.0.1:{port}"])
         wait_for("the target to be up", lambda: prom.targets_up() == ["up"], timeout=60)
@@ -204,6 +217,10 @@ def test_metrics_addr_taken_is_a_clear_error(source, tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--metrics-addr" in err, err
     # Nothing was started: no slot was created.
     assert source.sql("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()") == [(0,)]
+    # Nothing serves there: the health probe fails, saying where it looked.
+    out = subprocess.run([str(BINARY), "healthcheck", "--metrics-addr", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and f"cannot connect to 127.0.0.1:{port}" in out.stderr, out.stderr
 
 
 def writer(url, stop, stats):
@@ -262,6 +279,9 @@ def test_run_stays_up_through_source_restarts_and_loses_nothing(tmp_path):
             assert body["checks"]["lake"] == "ok", body
             text = http_get(f"{base}/metrics")[1]
             assert sample(text, "philotes_source_connected") == 0
+            out = subprocess.run([str(BINARY), "healthcheck", "--ready", "--metrics-addr", f"127.0.0.1:{port}"],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode == 1 and "reconnecting" in out.stdout, out.stdout + out.stderr
             time.sleep(2)
             assert run.alive()
             cluster.start_server()

@@ -43,6 +43,9 @@ enum Command {
     /// position. Exit code 0: everything matches; 1: a table differs; 2: a table (or the
     /// comparison) could not be verified.
     Verify(VerifyArgs),
+    /// Ask a running role whether it is alive (or, with --ready, ready): exit 0 if so, 1 if not.
+    /// For container health probes in images without a shell.
+    Healthcheck(HealthcheckArgs),
     /// Dead letters (changes that could not be written): list them, skip one, retry them.
     Dlq(dlq::DlqArgs),
     /// Create or upgrade the control database's schema (`--buffer-url`) and exit: for a
@@ -52,6 +55,16 @@ enum Command {
     /// compact small files, rewrite manifests, expire snapshots, delete orphan files. Exit code
     /// 1 when a table could not be maintained.
     Maintain(MaintainArgs),
+}
+
+#[derive(Args, Debug)]
+struct HealthcheckArgs {
+    /// Readiness (/readyz: connected to what it needs) rather than liveness (/healthz).
+    #[arg(long)]
+    ready: bool,
+    /// Where the role serves metrics and health.
+    #[arg(long, env = "PHILOTES_METRICS_ADDR", default_value = philotes_config::DEFAULT_METRICS_ADDR)]
+    metrics_addr: String,
 }
 
 #[derive(Args, Debug)]
@@ -324,6 +337,7 @@ fn main() -> ExitCode {
             Command::Maintain(args) => maintain(args).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Dlq(args) => dlq::dlq(args).await,
+            Command::Healthcheck(args) => healthcheck(args).await,
         }
     });
     match result {
@@ -539,6 +553,17 @@ async fn open_lake(
         ));
     }
     philotes_sink_iceberg::open_catalog(settings).await
+}
+
+async fn healthcheck(args: HealthcheckArgs) -> Result<ExitCode, Error> {
+    let path = if args.ready { "/readyz" } else { "/healthz" };
+    let (code, body) = philotes_telemetry::probe(&args.metrics_addr, path).await?;
+    println!("{path}: {code} {}", body.trim());
+    Ok(if code == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn migrate(args: MigrateArgs) -> Result<ExitCode, Error> {

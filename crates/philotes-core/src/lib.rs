@@ -8,6 +8,7 @@
 pub mod change;
 pub mod error;
 pub mod lsn;
+pub mod retry;
 pub mod seams;
 pub mod secret;
 pub mod types;

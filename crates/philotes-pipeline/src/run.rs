@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use philotes_config::Settings;
+use philotes_core::retry::backoff;
 use philotes_core::{
     ChangeSource, Error, ErrorKind, Lsn, Result, TableName, TableProgress, TableSink,
 };
@@ -318,14 +319,14 @@ impl Live {
         applier.abandon_open_transaction();
         applier.flush(&mut self.stream).await?;
         self.stream.abandon();
-        let mut delay = RECONNECT_FIRST;
         let mut attempt = 0u32;
         loop {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(false);
             }
-            tokio::time::sleep(jittered(delay)).await;
             attempt += 1;
+            let delay = backoff(attempt, RECONNECT_FIRST, RECONNECT_MAX);
+            tokio::time::sleep(delay).await;
             philotes_telemetry::retry("source", ErrorKind::Source);
             match self.connect_again(applier, settings).await {
                 Ok(()) => {
@@ -336,8 +337,7 @@ impl Live {
                 }
                 Err(e) if e.kind() == ErrorKind::Source => {
                     health.not_ready("source", format!("reconnecting: {e}"));
-                    tracing::warn!(attempt, retry_in = ?delay.min(RECONNECT_MAX), error = %e, "the source is not back yet; check that it runs and accepts replication connections");
-                    delay = (delay * 2).min(RECONNECT_MAX);
+                    tracing::warn!(attempt, error = %e, "the source is not back yet; check that it runs and accepts replication connections");
                 }
                 Err(e) => return Err(e),
             }
@@ -379,16 +379,6 @@ impl Live {
 /// [`RECONNECT_MAX`].
 const RECONNECT_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
 const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// `d` ± 20 %, so replicas that lost the same server do not all come back at once.
-fn jittered(d: std::time::Duration) -> std::time::Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    let f = 0.8 + 0.4 * f64::from(nanos % 1000) / 1000.0;
-    d.mul_f64(f)
-}
 
 /// Hand the tables that have a changelog to the maintenance task.
 fn maintain_tables<'a>(

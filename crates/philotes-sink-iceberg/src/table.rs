@@ -63,6 +63,15 @@ pub const KEY_FIELDS_KEY: &str = "philotes.key-field-ids";
 
 /// How often a failed commit is tried before the pipeline gives up (and resumes after restart).
 const COMMIT_ATTEMPTS: u32 = 5;
+
+/// The wait before commit attempt `attempt` + 1: 0.4 s doubling, with jitter.
+fn commit_backoff(attempt: u32) -> std::time::Duration {
+    philotes_core::retry::backoff(
+        attempt,
+        std::time::Duration::from_millis(400),
+        std::time::Duration::from_secs(10),
+    )
+}
 /// How often a commit that lost a race (to maintenance, say) is tried again at once.
 const CONFLICT_ATTEMPTS: u32 = 20;
 /// Earlier metadata files a table's metadata log keeps (Iceberg's default is 100; each one
@@ -690,10 +699,7 @@ impl TableSink for ChangelogTable {
                         philotes_telemetry::retry("commit", ErrorKind::Sink);
                         tracing::warn!(table = %self.source, attempt, error = %e, "cannot load the table to see whether a failed commit landed, retrying");
                         attempt += 1;
-                        tokio::time::sleep(std::time::Duration::from_millis(
-                            200 * 2u64.pow(attempt),
-                        ))
-                        .await;
+                        tokio::time::sleep(commit_backoff(attempt)).await;
                     }
                     Err(e) => {
                         return Err(sink_error(
@@ -721,7 +727,7 @@ impl TableSink for ChangelogTable {
             }
             philotes_telemetry::retry("commit", ErrorKind::Sink);
             tracing::warn!(table = %self.source, attempt, error = %err, "Iceberg commit failed, retrying");
-            tokio::time::sleep(std::time::Duration::from_millis(200 * 2u64.pow(attempt))).await;
+            tokio::time::sleep(commit_backoff(attempt)).await;
         }
         self.progress = progress;
         self.pending = 0;

@@ -24,4 +24,4 @@ pub use metrics::{
     MaintenancePass, TableMetrics, buffer_depth, error, maintained, replication_lag, retry,
     set_pipeline, slot_status, source_connected,
 };
-pub use server::{Server, serve};
+pub use server::{Server, probe, serve};

@@ -81,3 +81,52 @@ async fn readyz() -> Response {
     };
     (code, axum::Json(body)).into_response()
 }
+
+/// `GET path` from a role serving at `addr` (as `--metrics-addr` names it; an unspecified host
+/// means this machine): its status code and body. For `philotes healthcheck`, which images
+/// without a shell or curl run as their health probe.
+pub async fn probe(addr: &str, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = match addr.rsplit_once(':') {
+        Some(("0.0.0.0" | "" | "[::]", port)) => format!("127.0.0.1:{port}"),
+        _ => addr.to_string(),
+    };
+    let failed = |what: &str, e: std::io::Error| {
+        Error::new(
+            ErrorKind::Source,
+            format!("{what} {target}: {e}; is the role running with --metrics-addr {addr}?"),
+        )
+    };
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(&target)
+            .await
+            .map_err(|e| failed("cannot connect to", e))?;
+        let req = format!("GET {path} HTTP/1.0\r\nHost: {target}\r\n\r\n");
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| failed("cannot ask", e))?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)
+            .await
+            .map_err(|e| failed("no answer from", e))?;
+        Ok::<_, Error>(String::from_utf8_lossy(&out).into_owned())
+    };
+    let text = tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Source,
+                format!("no answer from {target} within 5 s"),
+            )
+        })??;
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
