@@ -11,8 +11,10 @@
 use philotes_core::{Error, ErrorKind, Result, Secret};
 use philotes_source_postgres::SourceConn;
 
+pub mod buffer;
 pub mod migrate;
 
+pub use buffer::{BufferedChange, decode_row, encode_row};
 pub use migrate::{MIGRATIONS, Migrated, migrate};
 
 /// An open, migrated control database.
