@@ -7,6 +7,19 @@ mod common;
 use common::Cluster;
 use philotes_core::{ErrorKind, Secret};
 
+/// A fresh database migrated, then changed by `sql`: the error of opening it again.
+async fn tampered(cluster: &Cluster, db: &str, sql: &str) -> philotes_core::Error {
+    let url = cluster.fresh_db(db).await;
+    let opened = philotes_buffer::ControlDb::open(Some(&url), "")
+        .await
+        .unwrap();
+    opened.client.batch_execute(sql).await.unwrap();
+    philotes_buffer::ControlDb::open(Some(&url), "")
+        .await
+        .err()
+        .unwrap()
+}
+
 async fn versions(url: &Secret) -> Vec<i32> {
     let db = philotes_buffer::ControlDb::open(Some(url), "")
         .await
@@ -77,21 +90,15 @@ async fn migrations() {
     assert_eq!(versions(&url).await, (1..=newest).collect::<Vec<_>>());
 
     // Migrated by a newer release: refused, nothing changed.
-    let url = cluster.fresh_db("newer").await;
-    let db = philotes_buffer::ControlDb::open(Some(&url), "")
-        .await
-        .unwrap();
-    db.client
-        .execute(
-            "INSERT INTO philotes.schema_migrations (version, name, checksum) VALUES ($1, 'future', 'x')",
-            &[&(newest + 1)],
-        )
-        .await
-        .unwrap();
-    let err = philotes_buffer::ControlDb::open(Some(&url), "")
-        .await
-        .err()
-        .unwrap();
+    let err = tampered(
+        &cluster,
+        "newer",
+        &format!(
+            "INSERT INTO philotes.schema_migrations (version, name, checksum) VALUES ({}, 'future', 'x')",
+            newest + 1
+        ),
+    )
+    .await;
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(
         err.to_string().contains("newer than this Philotes knows"),
@@ -99,21 +106,12 @@ async fn migrations() {
     );
 
     // A migration whose text differs from what was applied: refused.
-    let url = cluster.fresh_db("edited").await;
-    let db = philotes_buffer::ControlDb::open(Some(&url), "")
-        .await
-        .unwrap();
-    db.client
-        .execute(
-            "UPDATE philotes.schema_migrations SET checksum = 'edited' WHERE version = 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    let err = philotes_buffer::ControlDb::open(Some(&url), "")
-        .await
-        .err()
-        .unwrap();
+    let err = tampered(
+        &cluster,
+        "edited",
+        "UPDATE philotes.schema_migrations SET checksum = 'edited' WHERE version = 1",
+    )
+    .await;
     assert!(
         err.to_string().contains("differs from this Philotes' copy"),
         "{err}"
@@ -140,16 +138,7 @@ async fn migrations() {
         "{text}"
     );
     // Given its own schema by an administrator, the same role needs nothing more.
-    let (locked, conn) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=postgres dbname=locked",
-            cluster.port
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let locked = cluster.admin_of("locked").await;
     locked
         .batch_execute("CREATE SCHEMA philotes AUTHORIZATION plain")
         .await

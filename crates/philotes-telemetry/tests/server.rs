@@ -2,25 +2,12 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test's failure
 
 use philotes_core::ErrorKind;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `GET path` on `addr`: the status code and the body.
+/// `GET path` on `addr` through the probe `philotes healthcheck` uses.
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let code = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    philotes_telemetry::probe(&addr.to_string(), path)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -109,9 +109,14 @@ impl Cluster {
     }
 
     pub async fn admin(&self) -> tokio_postgres::Client {
+        self.admin_of("postgres").await
+    }
+
+    /// A superuser connection to database `db`.
+    pub async fn admin_of(&self, db: &str) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(
             &format!(
-                "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                "host=127.0.0.1 port={} user=postgres dbname={db}",
                 self.port
             ),
             tokio_postgres::NoTls,
