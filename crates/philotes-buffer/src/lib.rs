@@ -13,9 +13,11 @@ use philotes_source_postgres::SourceConn;
 
 pub mod buffer;
 pub mod migrate;
+pub mod pool;
 
 pub use buffer::{BufferedChange, decode_row, encode_row};
 pub use migrate::{MIGRATIONS, Migrated, migrate};
+pub use pool::Pool;
 
 /// An open, migrated control database.
 pub struct ControlDb {

@@ -134,6 +134,13 @@ impl SourceConn {
         self
     }
 
+    /// Connections opened from now on carry this `application_name` (what `pg_stat_activity`
+    /// shows: the control database lists a pool's workers by it).
+    pub fn application_name(mut self, name: &str) -> Self {
+        self.config.application_name(name);
+        self
+    }
+
     /// The connection string with its password replaced by `***`.
     pub fn redacted(&self) -> &str {
         &self.redacted
