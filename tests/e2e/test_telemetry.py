@@ -359,3 +359,31 @@ def test_a_second_run_on_the_same_slot_is_refused_and_the_first_goes_on(source, 
     source.sql("INSERT INTO t VALUES (2)")
     source.run()
     assert assert_same(source, source.lake(), "public.t__changelog", "SELECT * FROM t", ["id"]) == 2
+
+
+def test_run_reconnects_when_only_its_walsender_is_terminated(source, tmp_path):
+    """The replication connection alone breaks (its walsender terminated by an administrator):
+    run keeps its lease on the SQL connection it still has, streams again, loses nothing."""
+    source.sql("CREATE TABLE t (id int PRIMARY KEY, v int)")
+    source.sql("INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    run = Running(source.philotes_cmd("--metrics-addr", f"127.0.0.1:{port}", "--flush-interval", "200ms"),
+                  tmp_path / "run.log")
+    try:
+        run.readyz(base, 200)
+        for i in range(2):
+            (pid,) = wait_for("the walsender", lambda: source.sql(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'philotes' AND active")[0]
+                if source.sql("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'philotes' AND active")
+                else None)
+            source.sql("SELECT pg_terminate_backend(%s)", (pid,))
+            source.sql("UPDATE t SET v = v + 1 WHERE id <= 50")
+            wait_for("a reconnect", lambda: run.log.read_text().count("reconnected to the source") == i + 1)
+        out = subprocess.run([str(BINARY), "verify", "--source", source.url, "--data-dir", str(source.data_dir)],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert run.alive()
+        assert "another Philotes process" not in run.log.read_text()
+    finally:
+        assert run.stop() == 0, run.log.read_text()[-3000:]

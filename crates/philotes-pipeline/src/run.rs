@@ -349,15 +349,25 @@ impl Live {
         applier: &Applier<ChangelogTable>,
         settings: &Settings,
     ) -> Result<()> {
-        let client = self.conn.connect().await?;
-        match preflight::slot_status(&client, &settings.slot).await? {
+        // Only the replication connection may have broken (its walsender was terminated, say):
+        // then the SQL connection, which holds the lease, goes on as it is.
+        let alive = !self.client.is_closed() && self.client.simple_query("SELECT 1").await.is_ok();
+        let fresh = if alive {
+            None
+        } else {
+            Some(self.conn.connect().await?)
+        };
+        let client = fresh.as_ref().unwrap_or(&self.client);
+        match preflight::slot_status(client, &settings.slot).await? {
             None => return Err(preflight::missing_slot(&settings.slot)),
             Some(s) if s.wal_status == "lost" => return Err(preflight::lost_slot(&settings.slot)),
             Some(_) => {}
         }
-        // The lease died with the old connection: take it again before streaming (another
-        // process that took it meanwhile ends this one).
-        preflight::take_lease(&client, &settings.slot).await?;
+        if fresh.is_some() {
+            // The lease died with the old connection: take it again before streaming (another
+            // process that took it meanwhile ends this one).
+            preflight::take_lease(client, &settings.slot).await?;
+        }
         let mut stream = ReplicationStream::start(
             &self.conn,
             &settings.slot,
@@ -370,7 +380,9 @@ impl Live {
             stream.remember(t.source.oid, &t.source.columns);
         }
         self.stream = stream;
-        self.client = client;
+        if let Some(c) = fresh {
+            self.client = c;
+        }
         Ok(())
     }
 }
