@@ -19,15 +19,15 @@ def test_migrate_creates_the_schema_once(cluster):
     url = cluster.url("control_e2e")
     out = migrate("--buffer-url", url)
     assert out.returncode == 0, out.stderr
-    assert "migrated to version 1 (applied 1)" in out.stdout, out.stdout
+    assert "migrated to version 2 (applied 1, 2)" in out.stdout, out.stdout
     out = migrate("--buffer-url", url)
     assert out.returncode == 0, out.stderr
-    assert "is up to date (version 1)" in out.stdout, out.stdout
+    assert "is up to date (version 2)" in out.stdout, out.stdout
     with psycopg.connect(url) as c:
         tables = {r[0] for r in c.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'philotes'")}
-        assert tables == {"schema_migrations", "pipelines", "tables", "changes", "dead_letters"}, tables
-        assert c.execute("SELECT version, name FROM philotes.schema_migrations").fetchall() == [(1, "control")]
+        assert tables == {"schema_migrations", "pipelines", "tables", "changes", "relations", "dead_letters"}, tables
+        assert c.execute("SELECT version, name FROM philotes.schema_migrations").fetchall() == [(1, "control"), (2, "roles")]
 
 
 def test_migrate_says_what_is_wrong(cluster, tmp_path):

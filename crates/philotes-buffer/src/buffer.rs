@@ -174,46 +174,71 @@ impl ControlDb {
             .transaction()
             .await
             .map_err(|e| db_error("cannot begin buffering", e))?;
-        let sink = tx
-            .copy_in("COPY philotes.changes (table_id, lsn, seq, ts_us, op, data) FROM STDIN (FORMAT binary)")
-            .await
-            .map_err(|e| db_error("cannot start buffering changes", e))?;
-        let writer = BinaryCopyInWriter::new(
-            sink,
-            &[
-                Type::INT8,
-                Type::INT8,
-                Type::INT4,
-                Type::INT8,
-                Type::CHAR,
-                Type::BYTEA,
-            ],
-        );
-        pin_mut!(writer);
-        for (table, c) in changes {
-            let lsn = c.lsn.0 as i64;
-            let op = c.op as i8;
-            writer
-                .as_mut()
-                .write(&[table, &lsn, &c.seq, &c.ts_us, &op, &c.data])
-                .await
-                .map_err(|e| db_error("cannot buffer a change", e))?;
-        }
-        let n = writer
-            .finish()
-            .await
-            .map_err(|e| db_error("cannot buffer changes", e))?;
-        let upto = upto.0 as i64;
-        tx.execute(
-            "UPDATE philotes.pipelines SET buffered_lsn = greatest(buffered_lsn, $2), updated_at = now() WHERE name = $1",
-            &[&pipeline, &upto],
-        )
-        .await
-        .map_err(|e| db_error("cannot record the buffered position", e))?;
+        let n = copy_changes(&tx, changes.iter().map(|(t, c)| (*t, c))).await?;
+        record_pipeline(&tx, pipeline, upto).await?;
         tx.commit()
             .await
             .map_err(|e| db_error("cannot commit buffered changes", e))?;
         Ok(n)
+    }
+
+    /// Buffer one table's changes in one transaction: first remove what an interrupted
+    /// transaction left at or above `batch.clear_from`, then add the rows, then (with
+    /// `batch.upto`) record that everything of the table below it is buffered.
+    pub async fn write_table(&mut self, batch: TableBatch<'_>) -> Result<u64> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("cannot begin buffering", e))?;
+        if let Some(from) = batch.clear_from {
+            let from = from.0 as i64;
+            tx.execute(
+                "DELETE FROM philotes.changes WHERE table_id = $1 AND lsn >= $2",
+                &[&batch.table, &from],
+            )
+            .await
+            .map_err(|e| db_error("cannot remove an interrupted transaction's changes", e))?;
+        }
+        let n = copy_changes(&tx, batch.changes.iter().map(|c| (batch.table, c))).await?;
+        if let Some(upto) = batch.upto {
+            let at = upto.0 as i64;
+            tx.execute(
+                "UPDATE philotes.tables SET buffered = greatest(coalesce(buffered, 0), $2), updated_at = now() WHERE id = $1",
+                &[&batch.table, &at],
+            )
+            .await
+            .map_err(|e| db_error("cannot record a table's buffered position", e))?;
+            record_pipeline(&tx, batch.pipeline, upto).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| db_error("cannot commit buffered changes", e))?;
+        Ok(n)
+    }
+
+    /// Up to `limit` buffered changes of `table` from `(lsn, seq)` on and below `below`, in
+    /// source order.
+    pub async fn read_range(
+        &self,
+        table: i64,
+        from: (Lsn, i32),
+        below: Lsn,
+        limit: i64,
+    ) -> Result<Vec<BufferedChange>> {
+        let lsn = from.0.0 as i64;
+        let below = below.0 as i64;
+        let rows = self
+            .client
+            .query(
+                "SELECT lsn, seq, ts_us, op, data FROM philotes.changes
+                 WHERE table_id = $1 AND (lsn, seq) >= ($2, $3) AND lsn < $4
+                 ORDER BY lsn, seq LIMIT $5",
+                &[&table, &lsn, &from.1, &below, &limit],
+            )
+            .await
+            .map_err(|e| db_error("cannot read buffered changes", e))?;
+        Ok(rows.iter().map(change_of).collect())
     }
 
     /// Up to `limit` buffered changes of `table` at or after `from`, in source order.
@@ -228,16 +253,7 @@ impl ControlDb {
             )
             .await
             .map_err(|e| db_error("cannot read buffered changes", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| BufferedChange {
-                lsn: Lsn(r.get::<_, i64>(0) as u64),
-                seq: r.get(1),
-                ts_us: r.get(2),
-                op: r.get::<_, i8>(3) as u8,
-                data: r.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(change_of).collect())
     }
 
     /// Remove `table`'s changes below `lsn` (they are in Iceberg).
@@ -266,6 +282,79 @@ impl ControlDb {
             .map_err(|e| db_error("cannot measure the buffer", e))?;
         Ok(row.get::<_, i64>(0) as u64)
     }
+}
+
+/// One table's changes for [`ControlDb::write_table`].
+pub struct TableBatch<'a> {
+    pub pipeline: &'a str,
+    pub table: i64,
+    pub changes: &'a [BufferedChange],
+    /// Remove the table's rows at or above this position first.
+    pub clear_from: Option<Lsn>,
+    /// Everything of the table below this position is buffered once the batch commits.
+    pub upto: Option<Lsn>,
+}
+
+fn change_of(r: &tokio_postgres::Row) -> BufferedChange {
+    BufferedChange {
+        lsn: Lsn(r.get::<_, i64>(0) as u64),
+        seq: r.get(1),
+        ts_us: r.get(2),
+        op: r.get::<_, i8>(3) as u8,
+        data: r.get(4),
+    }
+}
+
+/// `COPY` `changes` into the buffer within `tx`.
+async fn copy_changes<'c>(
+    tx: &tokio_postgres::Transaction<'_>,
+    changes: impl Iterator<Item = (i64, &'c BufferedChange)>,
+) -> Result<u64> {
+    let sink = tx
+        .copy_in("COPY philotes.changes (table_id, lsn, seq, ts_us, op, data) FROM STDIN (FORMAT binary)")
+        .await
+        .map_err(|e| db_error("cannot start buffering changes", e))?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT8,
+            Type::INT8,
+            Type::INT4,
+            Type::INT8,
+            Type::CHAR,
+            Type::BYTEA,
+        ],
+    );
+    pin_mut!(writer);
+    for (table, c) in changes {
+        let lsn = c.lsn.0 as i64;
+        let op = c.op as i8;
+        writer
+            .as_mut()
+            .write(&[&table, &lsn, &c.seq, &c.ts_us, &op, &c.data])
+            .await
+            .map_err(|e| db_error("cannot buffer a change", e))?;
+    }
+    writer
+        .finish()
+        .await
+        .map_err(|e| db_error("cannot buffer changes", e))
+}
+
+/// Everything of `pipeline` below `upto` is buffered.
+async fn record_pipeline(
+    tx: &tokio_postgres::Transaction<'_>,
+    pipeline: &str,
+    upto: Lsn,
+) -> Result<()> {
+    let upto = upto.0 as i64;
+    tx.execute(
+        "UPDATE philotes.pipelines SET buffered_lsn = greatest(buffered_lsn, $2), updated_at = now() WHERE name = $1",
+        &[&pipeline, &upto],
+    )
+    .await
+    .map_err(|e| db_error("cannot record the buffered position", e))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,10 +14,12 @@ use philotes_source_postgres::SourceConn;
 pub mod buffer;
 pub mod migrate;
 pub mod pool;
+pub mod tables;
 
-pub use buffer::{BufferedChange, decode_row, encode_row};
+pub use buffer::{BufferedChange, TableBatch, decode_row, encode_row};
 pub use migrate::{MIGRATIONS, Migrated, migrate};
 pub use pool::Pool;
+pub use tables::{DeadLetterRow, NewDeadLetter, Relation, RelationAt, TableRow};
 
 /// An open, migrated control database.
 pub struct ControlDb {

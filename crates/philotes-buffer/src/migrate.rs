@@ -23,11 +23,18 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "control",
-    sql: include_str!("../migrations/0001_control.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "control",
+        sql: include_str!("../migrations/0001_control.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "roles",
+        sql: include_str!("../migrations/0002_roles.sql"),
+    },
+];
 
 /// The key of the advisory lock migrations hold (`philotes` in ASCII).
 const LOCK_KEY: i64 = 0x7068_696c_6f74_6573;

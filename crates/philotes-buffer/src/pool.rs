@@ -15,7 +15,7 @@ use philotes_source_postgres::SourceConn;
 use crate::db_error;
 
 /// The first key of a table lease's advisory lock (`phtb`); the second is the table id.
-const TABLE_LEASE: i32 = 0x7068_7462;
+pub(crate) const TABLE_LEASE: i32 = 0x7068_7462;
 
 /// A worker's place in its pipeline's pool: its own connection, which holds its leases.
 pub struct Pool {
@@ -83,6 +83,11 @@ impl Pool {
             ));
         }
         Ok(pool)
+    }
+
+    /// Whether this worker's connection, and so its leases, is still there.
+    pub fn alive(&self) -> bool {
+        !self.client.is_closed()
     }
 
     /// The workers connected now, sorted.

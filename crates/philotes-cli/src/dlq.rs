@@ -1,7 +1,9 @@
 //! `philotes dlq`: the dead letters of a pipeline, and an operator's decisions about them.
 //!
 //! `run` keeps them in `DATA_DIR/dead-letter.jsonl`; see `philotes_pipeline::dlq` for how a
-//! change is identified and what `skip` and `retry` do.
+//! change is identified and what `skip` and `retry` do. With `--buffer-url` (ingest and
+//! workers) they are in the control database's `philotes.dead_letters`, and a decision lets the
+//! table go on at once: the workers pick it up within a pass.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -60,8 +62,78 @@ enum DlqAction {
     },
 }
 
-fn store(run: RunArgs) -> Result<DeadLetters, Error> {
+/// Where the dead letters are: `run`'s file, or the control database.
+enum Store {
+    File(DeadLetters),
+    Db(Box<philotes_buffer::ControlDb>, String),
+}
+
+impl Store {
+    async fn list(&self) -> Result<Vec<DeadLetter>, Error> {
+        match self {
+            Store::File(f) => f.list(),
+            Store::Db(db, pipeline) => Ok(db
+                .dead_letters(Some(pipeline))
+                .await?
+                .into_iter()
+                .map(|d| DeadLetter {
+                    id: d.id.max(0) as u64,
+                    table: d.table,
+                    lsn: d.lsn,
+                    position: d.position.map(|p| p.max(0) as u64),
+                    op: d.op,
+                    column: d.column,
+                    error: d.error,
+                    row: d.row,
+                    time: d.time,
+                    failures: 1,
+                    state: d.state,
+                    note: d.note,
+                })
+                .collect()),
+        }
+    }
+
+    async fn decide(
+        &mut self,
+        id: u64,
+        decision: Decision,
+        note: Option<&str>,
+    ) -> Result<DeadLetter, Error> {
+        match self {
+            Store::File(f) => f.decide(id, decision, note),
+            Store::Db(db, _) => {
+                let state = match decision {
+                    Decision::Skip => "skipped",
+                    Decision::Retry => "retried",
+                };
+                let id = i64::try_from(id)
+                    .map_err(|_| Error::new(ErrorKind::Invalid, "no such dead letter"))?;
+                let d = db.decide_dead_letter(id, state, note).await?;
+                tracing::info!(id, table = %d.table, lsn = %d.lsn, action = state, "dead letter decided");
+                let mut all = self.list().await?;
+                all.retain(|x| x.id == id as u64);
+                all.pop().ok_or_else(|| {
+                    Error::new(ErrorKind::Internal, "a decided dead letter vanished")
+                })
+            }
+        }
+    }
+
+    fn runs(&self) -> &'static str {
+        match self {
+            Store::File(_) => "the next start of `philotes run`",
+            Store::Db(..) => "the worker writing the table (within a second)",
+        }
+    }
+}
+
+async fn store(run: RunArgs) -> Result<Store, Error> {
     let settings = crate::settings(run)?;
+    if settings.buffer_url.is_some() {
+        let db = philotes_buffer::ControlDb::open(settings.buffer_url.as_ref(), "").await?;
+        return Ok(Store::Db(Box::new(db), settings.slot));
+    }
     if !settings.data_dir.exists() {
         return Err(Error::new(
             ErrorKind::Config,
@@ -71,7 +143,7 @@ fn store(run: RunArgs) -> Result<DeadLetters, Error> {
             ),
         ));
     }
-    Ok(DeadLetters::new(&settings.data_dir))
+    Ok(Store::File(DeadLetters::new(&settings.data_dir)))
 }
 
 fn line(d: &DeadLetter) -> String {
@@ -97,8 +169,10 @@ pub async fn dlq(args: DlqArgs) -> Result<ExitCode, Error> {
             format,
             run,
         } => {
-            let letters: Vec<DeadLetter> = store(run)?
-                .list()?
+            let letters: Vec<DeadLetter> = store(run)
+                .await?
+                .list()
+                .await?
                 .into_iter()
                 .filter(|d| all || d.state == "open")
                 .filter(|d| table.as_ref().is_none_or(|t| &d.table == t))
@@ -115,11 +189,12 @@ pub async fn dlq(args: DlqArgs) -> Result<ExitCode, Error> {
             }
         }
         DlqAction::Retry { id, table, run } => {
-            let store = store(run)?;
+            let mut store = store(run).await?;
             let ids: Vec<u64> = match (id, &table) {
                 (Some(id), _) => vec![id],
                 (None, Some(t)) => store
-                    .list()?
+                    .list()
+                    .await?
                     .into_iter()
                     .filter(|d| &d.table == t && d.state == "open")
                     .map(|d| d.id)
@@ -136,21 +211,29 @@ pub async fn dlq(args: DlqArgs) -> Result<ExitCode, Error> {
                 ));
             }
             for id in ids {
-                let d = store.decide(id, Decision::Retry, None)?;
+                let d = store.decide(id, Decision::Retry, None).await?;
+                let when = match store {
+                    Store::File(_) => "when `philotes run` next starts (restart it if it runs now)",
+                    Store::Db(..) => "by the worker writing the table, within a second",
+                };
                 writeln!(
                     out,
-                    "dead letter {} ({} at {}) is tried again when `philotes run` next starts (restart it if it runs now). If the value is wrong on the source, fix it there and run `philotes resync {}`: the WAL still holds the old value",
+                    "dead letter {} ({} at {}) is tried again {when}. If the value is wrong on the source, fix it there and run `philotes resync {}`: the WAL still holds the old value",
                     d.id, d.table, d.lsn, d.table
                 )
                 .map_err(io)?;
             }
         }
         DlqAction::Skip { id, note, run } => {
-            let d = store(run)?.decide(id, Decision::Skip, note.as_deref())?;
+            let mut store = store(run).await?;
+            let d = store.decide(id, Decision::Skip, note.as_deref()).await?;
             writeln!(
                 out,
-                "dead letter {} ({} at {}) will be left out of the lake: the next start of `philotes run` goes on without it (restart it if it runs now)",
-                d.id, d.table, d.lsn
+                "dead letter {} ({} at {}) will be left out of the lake: {} goes on without it",
+                d.id,
+                d.table,
+                d.lsn,
+                store.runs()
             )
             .map_err(io)?;
         }

@@ -33,6 +33,13 @@ struct Cli {
 enum Command {
     /// Replicate a publication into Iceberg changelog tables: initial copy, then the stream.
     Run(RunArgs),
+    /// The production shape's first role: stream the publication into the control database's
+    /// buffer (`--buffer-url`), copying tables into Iceberg first. One streams a pipeline; a
+    /// second waits as a standby and takes over when the first stops.
+    Ingest(RunArgs),
+    /// The production shape's second role (any number): write the buffered changes into the
+    /// Iceberg tables, each table by one worker at a time, and maintain them.
+    Worker(WorkerArgs),
     /// Copy tables again, then replicate as `run` does: after the source invalidated or dropped
     /// the slot (a new one is made), or to make a stopped table whole again.
     Resync(ResyncArgs),
@@ -65,6 +72,16 @@ struct HealthcheckArgs {
     /// Where the role serves metrics and health.
     #[arg(long, env = "PHILOTES_METRICS_ADDR", default_value = philotes_config::DEFAULT_METRICS_ADDR)]
     metrics_addr: String,
+}
+
+#[derive(Args, Debug)]
+struct WorkerArgs {
+    /// This worker's id in the pool, unique per pipeline (default: the host name, which is
+    /// the pod name in Kubernetes).
+    #[arg(long, env = "PHILOTES_WORKER_ID")]
+    worker_id: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -267,6 +284,12 @@ pub(crate) struct RunArgs {
     /// Longest graceful stop after SIGTERM before exiting anyway (e.g. 25s).
     #[arg(long, env = "PHILOTES_SHUTDOWN_TIMEOUT")]
     shutdown_timeout: Option<String>,
+    /// Ingest stops reading the slot while the buffer holds this many changes.
+    #[arg(long, env = "PHILOTES_BUFFER_HIGH_ROWS")]
+    buffer_high_rows: Option<u64>,
+    /// Ingest reads again once the buffer is down to this many changes.
+    #[arg(long, env = "PHILOTES_BUFFER_LOW_ROWS")]
+    buffer_low_rows: Option<u64>,
 }
 
 impl RunArgs {
@@ -304,6 +327,8 @@ impl RunArgs {
             metrics_addr: self.metrics_addr,
             buffer_url: self.buffer_url.map(Secret::new),
             shutdown_timeout: self.shutdown_timeout,
+            buffer_high_rows: self.buffer_high_rows,
+            buffer_low_rows: self.buffer_low_rows,
         };
         (self.config, layer)
     }
@@ -328,6 +353,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(args, Resync::None).await,
+            Command::Ingest(args) => ingest(args).await,
+            Command::Worker(args) => worker(args).await,
             Command::Resync(args) => match args.resync() {
                 Ok(resync) => run(args.run, resync).await,
                 Err(e) => Err(e),
@@ -512,6 +539,52 @@ async fn run(args: RunArgs, resync: Resync) -> Result<ExitCode, Error> {
         eprintln!("error: table {} is stopped: {}", t.table, t.error);
     }
     Ok(ExitCode::FAILURE)
+}
+
+async fn ingest(args: RunArgs) -> Result<ExitCode, Error> {
+    let settings = settings(args)?;
+    let _telemetry = philotes_telemetry::serve(&settings.metrics_addr).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone(), settings.shutdown_timeout);
+    let report = philotes_pipeline::ingest(&settings, stop).await?;
+    tracing::info!(tables = report.tables, streamed_rows = report.streamed_rows, confirmed = %report.confirmed, "stopped");
+    for t in &report.stopped {
+        eprintln!("error: table {} is stopped: {}", t.table, t.error);
+    }
+    Ok(if report.stopped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn worker(args: WorkerArgs) -> Result<ExitCode, Error> {
+    let id = match args.worker_id.filter(|s| !s.is_empty()) {
+        Some(id) => id,
+        None => host_name()?,
+    };
+    let settings = settings(args.run)?;
+    let _telemetry = philotes_telemetry::serve(&settings.metrics_addr).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone(), settings.shutdown_timeout);
+    philotes_pipeline::work(&settings, &id, stop).await?;
+    tracing::info!(worker = %id, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The host name (the pod name in Kubernetes), for a worker's default id.
+fn host_name() -> Result<String, Error> {
+    let name = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    name.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            "no worker id: set --worker-id or PHILOTES_WORKER_ID (unique per worker of a pipeline)",
+        )
+    })
 }
 
 async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {

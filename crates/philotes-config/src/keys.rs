@@ -248,4 +248,18 @@ pub const KEYS: &[KeyDoc] = &[
         "25s",
         "After SIGTERM (or Ctrl-C), `run` stops at the next transaction boundary once what it holds is committed; if that takes longer than this it exits at once with code 1 (safe: nothing uncommitted was confirmed, the next start resumes). Keep it under Kubernetes' `terminationGracePeriodSeconds`."
     ),
+    key!(
+        "buffer_high_rows",
+        "--buffer-high-rows",
+        "PHILOTES_BUFFER_HIGH_ROWS",
+        "2000000",
+        "Backpressure: `ingest` stops reading the slot while the control database's buffer holds this many changes or more (the workers are behind or stopped), still answering the source's keepalives; the source keeps the WAL meanwhile."
+    ),
+    key!(
+        "buffer_low_rows",
+        "--buffer-low-rows",
+        "PHILOTES_BUFFER_LOW_ROWS",
+        "half of buffer_high_rows",
+        "`ingest` reads the slot again once the buffer is down to this many changes."
+    ),
 ];

@@ -53,6 +53,8 @@ pub struct Layer {
     pub metrics_addr: Option<String>,
     pub buffer_url: Option<Secret>,
     pub shutdown_timeout: Option<String>,
+    pub buffer_high_rows: Option<u64>,
+    pub buffer_low_rows: Option<u64>,
 }
 
 macro_rules! merge_fields {
@@ -119,7 +121,9 @@ impl Layer {
             orphan_min_age,
             metrics_addr,
             buffer_url,
-            shutdown_timeout
+            shutdown_timeout,
+            buffer_high_rows,
+            buffer_low_rows
         )
     }
 
@@ -168,6 +172,16 @@ impl Layer {
             return Err(Error::new(
                 ErrorKind::Config,
                 "batch_rows must be at least 1",
+            ));
+        }
+        let buffer_high_rows = self.buffer_high_rows.unwrap_or(2_000_000);
+        let buffer_low_rows = self.buffer_low_rows.unwrap_or(buffer_high_rows / 2);
+        if buffer_low_rows >= buffer_high_rows {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "buffer_low_rows ({buffer_low_rows}) must be below buffer_high_rows ({buffer_high_rows}): ingest pauses at the high mark and resumes below the low one"
+                ),
             ));
         }
         let flush_rows = self.flush_rows.unwrap_or(1_000_000);
@@ -235,6 +249,8 @@ impl Layer {
                 .unwrap_or_else(|| DEFAULT_METRICS_ADDR.into()),
             buffer_url: self.buffer_url.filter(|s| !s.is_empty()),
             shutdown_timeout: duration_or(self.shutdown_timeout, Duration::from_secs(25))?,
+            buffer_high_rows,
+            buffer_low_rows,
         })
     }
 }
@@ -338,6 +354,10 @@ pub struct Settings {
     pub buffer_url: Option<Secret>,
     /// How long a graceful stop may take after SIGTERM before the process exits anyway.
     pub shutdown_timeout: Duration,
+    /// Ingest stops reading the slot once the buffer holds this many rows…
+    pub buffer_high_rows: u64,
+    /// … and reads again once it is down to this many.
+    pub buffer_low_rows: u64,
 }
 
 /// The default of `metrics_addr`.

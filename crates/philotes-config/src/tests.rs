@@ -101,6 +101,8 @@ fn every_layer_field_is_documented() {
         "metrics_addr",
         "buffer_url",
         "shutdown_timeout",
+        "buffer_high_rows",
+        "buffer_low_rows",
     ];
     for f in fields {
         assert!(KEYS.iter().any(|k| k.key == f), "{f} has no KeyDoc");
@@ -111,6 +113,7 @@ fn every_layer_field_is_documented() {
                 "true".to_string()
             }
             "flush_rows" | "batch_rows" => "1".to_string(),
+            "buffer_high_rows" | "buffer_low_rows" => "1".to_string(),
             "snapshot_keep_min" => "2".to_string(),
             _ => "'x'".to_string(),
         };

@@ -14,7 +14,9 @@ use crate::lsn::Lsn;
 use crate::types::ColumnType;
 
 /// A source table's schema-qualified name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TableName {
     pub schema: String,
     pub name: String,
@@ -71,7 +73,7 @@ impl ReplicaIdentity {
 }
 
 /// One column of a source table.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ColumnDesc {
     pub name: String,
     /// PostgreSQL type OID.

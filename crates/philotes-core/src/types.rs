@@ -5,7 +5,7 @@
 //! their instant, and anything without an exact lake type keeps its PostgreSQL text form.
 
 /// The lake type of a column.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ColumnType {
     /// int2 and int4 (Iceberg `int`).
     Int32,

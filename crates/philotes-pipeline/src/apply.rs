@@ -115,6 +115,11 @@ pub(crate) struct Applier<T> {
     last_ts_us: Option<i64>,
     /// Changes an operator chose to leave out (`philotes dlq skip`).
     skips: HashSet<ChangeKey>,
+    /// `philotes_buffer_depth` is what this applier holds (false: a buffer elsewhere).
+    pub depth_in_memory: bool,
+    /// While set, the stream is not read (backpressure: the buffer is full). The replication
+    /// client keeps sending standby status, so the source keeps the connection.
+    pub hold: Option<std::sync::Arc<AtomicBool>>,
 }
 
 impl<T: TableSink> Applier<T> {
@@ -130,6 +135,8 @@ impl<T: TableSink> Applier<T> {
             streamed_rows: 0,
             last_ts_us: None,
             skips: HashSet::new(),
+            depth_in_memory: true,
+            hold: None,
         }
     }
 
@@ -332,7 +339,9 @@ impl<T: TableSink> Applier<T> {
                 t.progress = progress;
             }
         }
-        philotes_telemetry::buffer_depth(self.pending());
+        if self.depth_in_memory {
+            philotes_telemetry::buffer_depth(self.pending());
+        }
         if let Some(ts) = self.last_ts_us.take() {
             let lag = (now_us() - ts) as f64 / 1e6;
             philotes_telemetry::replication_lag(None, Some(lag));
@@ -380,6 +389,21 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
     loop {
         if (stop.load(Ordering::Relaxed) || caught_up) && applier.txn.is_none() {
             break;
+        }
+        if applier
+            .hold
+            .as_ref()
+            .is_some_and(|h| h.load(Ordering::Relaxed))
+        {
+            if applier.txn.is_none() && applier.pending() > 0 {
+                applier.flush(stream).await?;
+                applier.last_flush = Instant::now();
+            }
+            tokio::time::sleep(idle).await;
+            if applier.txn.is_none() && started.elapsed() >= flush.publication_poll {
+                return Ok(Ended::Refresh);
+            }
+            continue;
         }
         match stream.next(idle).await? {
             Next::End => {

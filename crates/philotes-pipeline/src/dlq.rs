@@ -193,23 +193,7 @@ impl DeadLetters {
         column: &str,
         error: &Error,
     ) -> Result<()> {
-        let values: serde_json::Map<String, serde_json::Value> = columns
-            .iter()
-            .zip(row)
-            .map(|(name, cell)| {
-                let v = match cell {
-                    Cell::Null => serde_json::Value::Null,
-                    Cell::Unchanged => serde_json::json!({"unchanged_toast": true}),
-                    Cell::Text(b) => match std::str::from_utf8(b) {
-                        Ok(s) => serde_json::Value::String(s.to_string()),
-                        Err(_) => serde_json::json!({"bytes_hex": hex(b)}),
-                    },
-                    // A value of an initial copy, in its type's binary send format.
-                    Cell::Binary(b) => serde_json::json!({"pg_binary_hex": hex(b)}),
-                };
-                (name.clone(), v)
-            })
-            .collect();
+        let values = row_json(columns, row);
         let line = serde_json::json!({
             "time": chrono::Utc::now().to_rfc3339(),
             "table": table.to_string(),
@@ -222,6 +206,28 @@ impl DeadLetters {
         });
         append_synced(&self.path, &line)
     }
+}
+
+/// A row as an operator reads it: column name to value (text where it is text).
+pub(crate) fn row_json(columns: &[String], row: &[Cell]) -> serde_json::Value {
+    let values: serde_json::Map<String, serde_json::Value> = columns
+        .iter()
+        .zip(row)
+        .map(|(name, cell)| {
+            let v = match cell {
+                Cell::Null => serde_json::Value::Null,
+                Cell::Unchanged => serde_json::json!({"unchanged_toast": true}),
+                Cell::Text(b) => match std::str::from_utf8(b) {
+                    Ok(s) => serde_json::Value::String(s.to_string()),
+                    Err(_) => serde_json::json!({"bytes_hex": hex(b)}),
+                },
+                // A value of an initial copy, in its type's binary send format.
+                Cell::Binary(b) => serde_json::json!({"pg_binary_hex": hex(b)}),
+            };
+            (name.clone(), v)
+        })
+        .collect();
+    serde_json::Value::Object(values)
 }
 
 /// Append `line` to `path` and flush it to disk.

@@ -14,9 +14,14 @@
 
 mod apply;
 pub mod dlq;
+mod ingest;
 mod progress;
 mod run;
+mod sink;
 mod snapshot;
+mod worker;
 
 pub use dlq::{DeadLetter, DeadLetters, Decision};
+pub use ingest::{ingest, lake_identity};
 pub use run::{Resync, RunReport, TableError, run};
+pub use worker::work;

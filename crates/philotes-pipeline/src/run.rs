@@ -21,6 +21,7 @@ use philotes_maintenance::Maintained;
 
 use crate::apply::{Applier, Ended, FlushPolicy, TableState, key_indexes, stream_changes};
 use crate::dlq::DeadLetters;
+use crate::sink::{Direct, Opener, Sink};
 use crate::snapshot::copy_tables;
 
 /// A table stopped by an error.
@@ -64,6 +65,16 @@ impl Resync {
 /// `until_caught_up`, everything committed on the source before the start is in Iceberg.
 /// `resync` names tables to copy again first (an invalidated slot is then replaced).
 pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) -> Result<RunReport> {
+    replicate(settings, stop, resync, &Direct).await
+}
+
+/// The streaming loop of `run` and `ingest`: what differs is where `opener`'s sinks write.
+pub(crate) async fn replicate<O: Opener>(
+    settings: &Settings,
+    stop: Arc<AtomicBool>,
+    resync: &Resync,
+    opener: &O,
+) -> Result<RunReport> {
     philotes_telemetry::set_pipeline(&settings.slot);
     let health = philotes_telemetry::health();
     health.expect("source", "connecting to the source");
@@ -71,7 +82,13 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
     let (conn, client) = SourceConn::open(settings.source.as_ref(), "to replicate").await?;
     preflight::check_server(&client, &settings.slot).await?;
     // One process per slot; the lease lives as long as `client`'s connection.
-    preflight::take_lease(&client, &settings.slot).await?;
+    if opener.waits_for_lease() {
+        if !standby(&client, settings, &stop).await? {
+            return Ok(RunReport::default());
+        }
+    } else {
+        preflight::take_lease(&client, &settings.slot).await?;
+    }
     preflight::ensure_publication(&client, &settings.publication, &settings.tables).await?;
     if *resync != Resync::None {
         preflight::drop_lost_slot(&client, &settings.slot).await?;
@@ -86,15 +103,17 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
     if found.is_empty() {
         tracing::warn!(publication = %settings.publication, "the publication has no tables yet");
     }
-    let mut tables: HashMap<u32, TableState<ChangelogTable>> = HashMap::new();
+    let mut tables: HashMap<u32, TableState<O::Sink>> = HashMap::new();
     for st in found {
         let state = open_table(st, &catalog, settings, slot.created, resync, &client).await;
+        let state = opener.wrap(state).await?;
         tables.insert(state.source.oid, state);
     }
     tracing::info!(tables = tables.len(), slot = %settings.slot, confirmed = %slot.confirmed_flush, "source ready");
     // Compaction, expiry and cleanup on their own task (docs/decisions/009-maintenance.md).
     let maintained = Maintained::default();
-    let _maintenance = settings.maintenance.enabled.then(|| {
+    let maintains = settings.maintenance.enabled && opener.maintains();
+    let _maintenance = maintains.then(|| {
         philotes_maintenance::spawn(
             catalog.clone(),
             maintained.clone(),
@@ -105,7 +124,7 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
 
     // Initial copies of every table that has none committed.
     {
-        let mut to_copy: Vec<&mut TableState<ChangelogTable>> = tables
+        let mut to_copy: Vec<&mut TableState<O::Sink>> = tables
             .values_mut()
             .filter(|t| {
                 t.stopped.is_none()
@@ -145,6 +164,8 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
     }
     let mut applier = Applier::new(tables, dead_letters);
     applier.skip(skips);
+    applier.depth_in_memory = opener.depth_in_memory();
+    applier.hold = opener.hold();
     let mut live = Live {
         conn,
         client,
@@ -173,6 +194,7 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
                 &maintained,
                 marker.as_deref(),
                 &stop,
+                opener,
             )
             .await;
         match step {
@@ -190,7 +212,7 @@ pub async fn run(settings: &Settings, stop: Arc<AtomicBool>, resync: &Resync) ->
     }
     let mut stream = live.stream;
     stream.finish().await;
-    if settings.until_caught_up && settings.maintenance.enabled {
+    if settings.until_caught_up && maintains {
         // Batch runs (cron) may never live for a maintenance interval: one pass before exiting.
         drop(_maintenance);
         maintain_tables(&maintained, applier.tables.values());
@@ -229,24 +251,33 @@ struct Live {
 impl Live {
     /// Stream until it is time to look at the publication or copy a table again (false), or
     /// until the run is over (true).
-    async fn step(
+    #[allow(clippy::too_many_arguments)]
+    async fn step<O: Opener>(
         &mut self,
-        applier: &mut Applier<ChangelogTable>,
+        applier: &mut Applier<O::Sink>,
         settings: &Settings,
         catalog: &Lake,
         maintained: &Maintained,
         marker: Option<&str>,
         stop: &AtomicBool,
+        opener: &O,
     ) -> Result<bool> {
         let ended = stream_changes(applier, &mut self.stream, self.flush, marker, stop).await?;
         if ended == Ended::Refresh {
             self.watch.tick(&self.client, &settings.slot).await?;
-            philotes_telemetry::buffer_depth(applier.pending());
+            if applier.depth_in_memory {
+                philotes_telemetry::buffer_depth(applier.pending());
+            }
             maintain_tables(maintained, applier.tables.values());
+            opener.refresh(&mut applier.tables).await?;
         }
         if ended == Ended::Done {
             return Ok(true);
         }
+        let wants_copy = applier
+            .tables
+            .values()
+            .any(|t| t.recopy && t.stopped.is_none() && t.lake.is_some());
         if ended == Ended::Refresh {
             applier.unknown = false;
             // The full description (columns of every table) only when the set changed.
@@ -257,30 +288,31 @@ impl Live {
                 .filter(|(_, t)| t.leaving.is_none())
                 .map(|(oid, _)| *oid)
                 .collect();
-            if oids == known {
+            if oids == known && !wants_copy {
                 return Ok(false);
             }
         }
         let now =
             publication_tables(&self.client, &mut self.resolver, &settings.publication).await?;
         if ended == Ended::Refresh {
-            if !follow_publication(
+            let joined = follow_publication(
                 applier,
                 &mut self.stream,
                 now.clone(),
                 catalog,
                 &self.client,
                 settings,
+                opener,
             )
-            .await?
-            {
+            .await?;
+            if !joined && !wants_copy {
                 return Ok(false);
             }
             applier.flush(&mut self.stream).await?;
         }
         // The copy reads the table as it is now: take its current columns first (the stream's
         // description may be older than the catalog).
-        let mut to_copy: Vec<&mut TableState<ChangelogTable>> = applier
+        let mut to_copy: Vec<&mut TableState<O::Sink>> = applier
             .tables
             .values_mut()
             .filter(|t| {
@@ -303,9 +335,9 @@ impl Live {
     /// The source went away (`cause`): keep what is complete, then connect again with backoff
     /// until it is back (true) or the run is asked to stop (false). Nothing is confirmed to the
     /// slot that is not committed in Iceberg, so the new stream starts where the lake is.
-    async fn reconnect(
+    async fn reconnect<T: Sink>(
         &mut self,
-        applier: &mut Applier<ChangelogTable>,
+        applier: &mut Applier<T>,
         settings: &Settings,
         cause: Error,
         stop: &AtomicBool,
@@ -344,9 +376,9 @@ impl Live {
         }
     }
 
-    async fn connect_again(
+    async fn connect_again<T: Sink>(
         &mut self,
-        applier: &Applier<ChangelogTable>,
+        applier: &Applier<T>,
         settings: &Settings,
     ) -> Result<()> {
         // Only the replication connection may have broken (its walsender was terminated, say):
@@ -387,19 +419,55 @@ impl Live {
     }
 }
 
+/// Wait until this process holds the pipeline's lease (true), or is asked to stop (false): a
+/// standby takes over within [`STANDBY_POLL`] of the holder's death.
+async fn standby(
+    client: &tokio_postgres::Client,
+    settings: &Settings,
+    stop: &AtomicBool,
+) -> Result<bool> {
+    let health = philotes_telemetry::health();
+    let mut told = false;
+    loop {
+        match preflight::take_lease(client, &settings.slot).await {
+            Ok(()) => {
+                if told {
+                    tracing::info!(slot = %settings.slot, "took over the pipeline: the process that streamed it is gone");
+                }
+                return Ok(true);
+            }
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                if !told {
+                    tracing::info!(slot = %settings.slot, holder = %e, "standing by: another process streams this pipeline; this one takes over when it stops");
+                    told = true;
+                }
+                health.not_ready("source", "standby: another process streams this pipeline");
+            }
+            Err(e) => return Err(e),
+        }
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
+        tokio::time::sleep(STANDBY_POLL).await;
+    }
+}
+
+/// How often a standby looks whether the pipeline's lease is free.
+const STANDBY_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The first wait before reconnecting to the source, doubled after each failure up to
 /// [`RECONNECT_MAX`].
 const RECONNECT_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
 const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Hand the tables that have a changelog to the maintenance task.
-fn maintain_tables<'a>(
+fn maintain_tables<'a, T: Sink + 'a>(
     maintained: &Maintained,
-    tables: impl Iterator<Item = &'a TableState<ChangelogTable>>,
+    tables: impl Iterator<Item = &'a TableState<T>>,
 ) {
     for t in tables {
-        if let Some(lake) = &t.lake {
-            maintained.add(lake.ident());
+        if let Some(ident) = t.lake.as_ref().and_then(Sink::maintained) {
+            maintained.add(ident);
         }
     }
 }
@@ -458,13 +526,14 @@ const PUBLICATION_POLL: std::time::Duration = std::time::Duration::from_secs(10)
 
 /// Take in tables that joined the publication (to be copied) and let go of tables that left it.
 /// Returns whether a table joined.
-async fn follow_publication(
-    applier: &mut Applier<ChangelogTable>,
+async fn follow_publication<O: Opener>(
+    applier: &mut Applier<O::Sink>,
     stream: &mut ReplicationStream,
     now: Vec<SourceTable>,
     lake: &Lake,
     client: &tokio_postgres::Client,
     settings: &Settings,
+    opener: &O,
 ) -> Result<bool> {
     let current: std::collections::HashSet<u32> = now.iter().map(|s| s.oid).collect();
     let gone: Vec<u32> = applier
@@ -495,7 +564,8 @@ async fn follow_publication(
         }
         tracing::info!(table = %st.name, "a table joined the publication; copying it");
         stream.remember(st.oid, &st.columns);
-        let mut state = open_table(st, lake, settings, false, &Resync::None, client).await;
+        let state = open_table(st, lake, settings, false, &Resync::None, client).await;
+        let mut state = opener.wrap(state).await?;
         // A changelog from an earlier time in the publication misses what happened since.
         state.recopy = state.progress.watermark.is_some();
         applier.tables.insert(state.source.oid, state);
@@ -505,25 +575,38 @@ async fn follow_publication(
 }
 
 /// Copy `tables` (in name order) under one exported snapshot and take their new positions.
-async fn copy_again(
+async fn copy_again<T: Sink>(
     conn: &SourceConn,
     settings: &Settings,
-    tables: &mut [&mut TableState<ChangelogTable>],
+    tables: &mut [&mut TableState<T>],
     dead_letters: &DeadLetters,
 ) -> Result<()> {
+    if tables.is_empty() {
+        return Ok(());
+    }
     tables.sort_by(|a, b| a.source.name.cmp(&b.source.name));
-    copy_tables(
+    for t in tables.iter_mut() {
+        let columns = t.source.columns.clone();
+        if let Some(lake) = t.lake.as_mut() {
+            lake.before_copy(&columns).await?;
+        }
+    }
+    let copied = copy_tables(
         conn,
         &settings.publication,
         tables,
         settings.batch_rows,
         dead_letters,
     )
-    .await?;
+    .await;
     for t in tables.iter_mut() {
-        if let Some(lake) = &t.lake {
+        if let Some(lake) = t.lake.as_mut() {
+            lake.after_copy().await?;
             t.progress = lake.progress();
         }
+    }
+    copied?;
+    for t in tables.iter_mut() {
         t.recopy = false;
     }
     Ok(())

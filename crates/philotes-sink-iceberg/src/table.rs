@@ -56,6 +56,10 @@ pub const SNAPSHOT_KEY: &str = "philotes.snapshot-lsn";
 pub const SOURCE_KEY: &str = "philotes.source-table";
 /// Table property: why the table must be copied again before it can stream (until it is).
 pub const NEEDS_RESYNC_KEY: &str = "philotes.needs-resync";
+/// Table property: the table's changes go through a control database (`philotes ingest` and
+/// workers), named here by its pipeline. `run` must not write such a table: the changes between
+/// its watermark and the slot's position are in that buffer, not in the slot.
+pub const BUFFERED_BY_KEY: &str = "philotes.buffered-by";
 /// Table property: the field ids of the source table's key (replica identity) columns,
 /// comma-separated — what "per key" means for the current state (`philotes sql`). Field ids,
 /// not names, so a renamed key column stays the key.
@@ -451,6 +455,20 @@ impl ChangelogTable {
     /// Why the table must be copied again before it streams, if it must.
     pub fn needs_resync(&self) -> Option<&String> {
         self.table.metadata().properties().get(NEEDS_RESYNC_KEY)
+    }
+
+    /// The pipeline whose control database buffers this table's changes, if one does.
+    pub fn buffered_by(&self) -> Option<&String> {
+        self.table.metadata().properties().get(BUFFERED_BY_KEY)
+    }
+
+    /// Record that `pipeline`'s control database buffers this table's changes from now on.
+    pub async fn set_buffered_by(&mut self, pipeline: &str) -> Result<()> {
+        if self.buffered_by().map(String::as_str) == Some(pipeline) {
+            return Ok(());
+        }
+        self.set_property(BUFFERED_BY_KEY, Some(pipeline.to_string()))
+            .await
     }
 
     /// Record (`Some`) or clear (`None`) that the table must be copied again, so every later

@@ -22,6 +22,6 @@ pub mod server;
 pub use health::{Health, health};
 pub use metrics::{
     MaintenancePass, TableMetrics, buffer_depth, error, maintained, replication_lag, retry,
-    set_pipeline, slot_status, source_connected,
+    set_pipeline, slot_status, source_connected, worker_leases,
 };
 pub use server::{Server, probe, serve};

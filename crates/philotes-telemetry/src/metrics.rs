@@ -129,6 +129,7 @@ struct Metrics {
     retained_wal: Family<PipelineLabels, Gauge>,
     wal_status: Family<StatusLabels, Gauge>,
     source_connected: Family<PipelineLabels, Gauge>,
+    worker_leases: Family<PipelineLabels, Gauge>,
     rows_ingested: Family<TableLabels, Counter>,
     rows_committed: Family<TableLabels, Counter>,
     commits: Family<TableLabels, Counter>,
@@ -173,6 +174,7 @@ impl Metrics {
             retained_wal: Family::default(),
             wal_status: Family::default(),
             source_connected: Family::default(),
+            worker_leases: Family::default(),
             rows_ingested: Family::default(),
             rows_committed: Family::default(),
             commits: Family::default(),
@@ -229,6 +231,12 @@ impl Metrics {
             "1 while the replication stream from the source is connected, 0 while reconnecting",
             None,
             m.source_connected.clone(),
+        );
+        d.add(
+            "worker_leases",
+            "Tables this worker holds the lease of (writes) now",
+            None,
+            m.worker_leases.clone(),
         );
         d.add(
             "ingested",
@@ -467,6 +475,14 @@ pub fn buffer_depth(rows: u64) {
         .buffer_depth
         .get_or_create(&p())
         .set(i64::try_from(rows).unwrap_or(i64::MAX));
+}
+
+/// The tables this worker writes now.
+pub fn worker_leases(tables: usize) {
+    METRICS
+        .worker_leases
+        .get_or_create(&p())
+        .set(i64::try_from(tables).unwrap_or(i64::MAX));
 }
 
 /// The replication lag: WAL bytes behind the source's position, and seconds between the newest

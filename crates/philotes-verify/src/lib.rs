@@ -71,13 +71,19 @@ pub async fn verify(settings: &Settings, opts: &VerifyOptions) -> Result<Report>
     if let Err(e) = preflight::emit_heartbeat(&client).await {
         tracing::debug!(error = %e, "no heartbeat written");
     }
-    // The slot exists (a pipeline was set up) but nobody streams it.
-    if slot_active(&client, &settings.slot).await? == Some(false)
-        && preflight::lease_free(&client, &settings.slot).await?
-    {
-        catch_up(settings).await?;
+    if settings.buffer_url.is_some() {
+        // Ingest and workers: the lake holds everything before `C` once the slot is confirmed
+        // past it (all of it buffered) and nothing below it is left in the buffer.
+        wait_for_buffer(settings, &client, at, opts.wait).await?;
+    } else {
+        // The slot exists (a pipeline was set up) but nobody streams it.
+        if slot_active(&client, &settings.slot).await? == Some(false)
+            && preflight::lease_free(&client, &settings.slot).await?
+        {
+            catch_up(settings).await?;
+        }
+        wait_for_lake(&client, &settings.slot, at, opts.wait).await?;
     }
-    wait_for_lake(&client, &settings.slot, at, opts.wait).await?;
     let only = tables
         .iter()
         .map(|t| table_ident(&t.name, settings.namespace.as_deref()))
@@ -249,6 +255,75 @@ async fn wait_for_lake(
         }
         if !told && started.elapsed() >= Duration::from_secs(2) {
             tracing::info!(slot, verification_point = %at, confirmed = %shown, "waiting for `philotes run` to commit everything before the verification point");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Wait until ingest has buffered everything before `at` and the workers have committed it.
+async fn wait_for_buffer(
+    settings: &Settings,
+    client: &tokio_postgres::Client,
+    at: Lsn,
+    wait: Duration,
+) -> Result<()> {
+    let db = philotes_buffer::ControlDb::open(settings.buffer_url.as_ref(), "").await?;
+    let slot = &settings.slot;
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        let confirmed = client
+            .query_opt(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[slot],
+            )
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Source,
+                    "cannot read the replication slot's position",
+                )
+                .with_source(e)
+            })?
+            .and_then(|r| r.get::<_, Option<String>>(0))
+            .map(|s| s.parse::<Lsn>())
+            .transpose()?;
+        let left = db.buffered_below(slot, at).await?;
+        let buffered = confirmed.is_some_and(|c| c >= at);
+        if buffered && left.is_empty() {
+            return Ok(());
+        }
+        if let Some((table, rows, Some(why))) = left.iter().find(|(_, _, s)| s.is_some()) {
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!(
+                    "table {table} is stopped with {rows} changes before the verification point {at} still buffered: {why} — see `philotes dlq list --buffer-url …`, then verify again"
+                ),
+            ));
+        }
+        if started.elapsed() >= wait {
+            let why = if buffered {
+                format!(
+                    "the workers have not committed {} buffered changes before it (are workers running? `philotes_worker_leases`)",
+                    left.iter().map(|(_, n, _)| n).sum::<i64>()
+                )
+            } else {
+                format!(
+                    "ingest has not buffered everything before it (slot {slot} is confirmed up to {}; is `philotes ingest` running?)",
+                    confirmed.map_or("nothing".to_string(), |c| c.to_string())
+                )
+            };
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!(
+                    "the lake did not reach the verification point {at} within {}s: {why} — verify again later or raise --wait",
+                    wait.as_secs()
+                ),
+            ));
+        }
+        if !told && started.elapsed() >= Duration::from_secs(2) {
+            tracing::info!(slot, verification_point = %at, "waiting for ingest and the workers to commit everything before the verification point");
             told = true;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
