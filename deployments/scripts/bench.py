@@ -261,6 +261,106 @@ class Bench:
         shutil.rmtree(data, ignore_errors=True)
         return secs
 
+    # --- ingest and workers ----------------------------------------------------------------
+
+    def service(self, changes, txn_rows=100):
+        """The production shape on a backlog of inserts: `philotes ingest` alone draining the
+        slot into the control database's buffer, then `ingest` with two `worker`s end to end
+        into Iceberg on a second backlog; both against pg_recvlogical draining the same WAL."""
+        self.sql("DROP DATABASE IF EXISTS bench_ctl")
+        self.sql("CREATE DATABASE bench_ctl")
+        ctl_url = self.cluster.url("bench_ctl")
+        ctl = psycopg.connect(ctl_url, autocommit=True)
+        self.sql("TRUNCATE stream_t")
+        data = self.work / "service"
+        common = ["--source", self.url, "--data-dir", str(data), "--publication", "bench_stream", "--slot", "svc",
+                  "--buffer-url", ctl_url, "--metrics-addr", "127.0.0.1:0"]
+        env = {**os.environ, "PHILOTES_LOG": os.environ.get("PHILOTES_LOG", "warn")}
+
+        def start(*args):
+            return subprocess.Popen([str(self.binary), *args, *common], env=env)
+
+        def until(cond, procs):
+            """Seconds until cond(), and the peak RSS (KiB) of each of `procs` meanwhile."""
+            t = time.perf_counter()
+            peaks = [0] * len(procs)
+            while not cond():
+                for i, p in enumerate(procs):
+                    if p.poll() is not None:
+                        raise SystemExit(f"a philotes role exited ({p.returncode}) during the service benchmark")
+                    peaks[i] = max(peaks[i], vm_hwm_kib(p.pid))
+                time.sleep(0.01)
+            return time.perf_counter() - t, [max(pk, vm_hwm_kib(p.pid)) for pk, p in zip(peaks, procs)]
+
+        def confirmed_past(end):
+            return self.sql(f"SELECT confirmed_flush_lsn >= '{end}'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'svc'").fetchone()[0]
+
+        def buffered():
+            return ctl.execute("SELECT count(*) FROM philotes.changes").fetchone()[0]
+
+        def stop(*procs):
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                p.wait(timeout=120)
+
+        # Set up: the (empty) table copied, the slot made; then a backlog while nothing runs.
+        ingest = start("ingest")
+        until(lambda: ctl.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'philotes' AND tablename = 'tables'").fetchone()[0] == 1
+              and ctl.execute("SELECT count(*) FROM philotes.tables WHERE snapshot_lsn IS NOT NULL").fetchone()[0] == 1, [ingest])
+        stop(ingest)
+        base = 0
+        out = {}
+        for phase in ("ingest", "end_to_end"):
+            self.sql(f"SELECT pg_create_logical_replication_slot('svc_probe', 'pgoutput')")
+            sql, n = self.workload("insert", txn_rows, changes, base)
+            base += n
+            self.sql(sql)
+            end = self.sql("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            drain_s = self.drain("svc_probe", end)
+            if phase == "ingest":
+                ingest = start("ingest")
+                secs, (peak,) = until(lambda: confirmed_past(end), [ingest])
+                stop(ingest)
+                out["ingest"] = {"changes": n, "txn_rows": txn_rows, "seconds": secs, "changes_per_s": n / secs,
+                                 "pg_recvlogical_changes_per_s": n / drain_s, "ratio_to_pg_recvlogical": drain_s / secs,
+                                 "peak_rss_mib": peak / 1024}
+                # The first backlog is written by the workers before the second one.
+                workers = [start("worker", "--worker-id", f"w{i}") for i in (1, 2)]
+                until(lambda: buffered() == 0, workers)
+                stop(*workers)
+            else:
+                procs = [start("ingest"), start("worker", "--worker-id", "w1"), start("worker", "--worker-id", "w2")]
+                secs, peaks = until(lambda: confirmed_past(end) and buffered() == 0, procs)
+                stop(*procs)
+                out["end_to_end"] = {"changes": n, "txn_rows": txn_rows, "workers": 2, "seconds": secs,
+                                     "changes_per_s": n / secs, "pg_recvlogical_changes_per_s": n / drain_s,
+                                     "ratio_to_pg_recvlogical": drain_s / secs,
+                                     "peak_rss_mib": {"ingest": peaks[0] / 1024, "worker_1": peaks[1] / 1024, "worker_2": peaks[2] / 1024}}
+        # Freshness through the buffer: single-row inserts at the latency run's rate while all
+        # three run with the default flush interval.
+        procs = [start("ingest"), start("worker", "--worker-id", "w1"), start("worker", "--worker-id", "w2")]
+        time.sleep(3)
+        hi, lo = self.sql("SELECT pg_current_wal_lsn()::text").fetchone()[0].split("/")
+        since = (int(hi, 16) << 32) | int(lo, 16)
+        a = self.args
+        stop_at = time.monotonic() + a.latency_seconds
+        i = 0
+        with psycopg.connect(self.url, autocommit=True) as c:
+            while time.monotonic() < stop_at:
+                c.execute("INSERT INTO stream_t VALUES (%s, 0, 'fresh')", (10**12 + i,))
+                i += 1
+                time.sleep(1 / a.latency_rate)
+        time.sleep(a.flush_seconds + 3)
+        peak = max(vm_hwm_kib(p.pid) for p in procs)
+        stop(*procs)
+        out["freshness"] = self.visible_latency(data, i, peak, table="stream_t", since_lsn=since)
+        ctl.close()
+        self.drop_slot("svc")
+        shutil.rmtree(data, ignore_errors=True)
+        self.sql("DROP DATABASE bench_ctl WITH (FORCE)")
+        return out
+
     # --- latency ----------------------------------------------------------------------------
 
     def latency(self, seconds, rate):
@@ -282,10 +382,10 @@ class Bench:
         self.drop_slot("s_lat")
         return self.visible_latency(data, i, peak)
 
-    def visible_latency(self, data, inserted, peak):
+    def visible_latency(self, data, inserted, peak, table="lat", since_lsn=0):
         from pyiceberg.catalog.sql import SqlCatalog
         cat = SqlCatalog("philotes", uri=f"sqlite:///{data / 'catalog.db'}", warehouse=f"file://{data / 'warehouse'}")
-        t = cat.load_table("public.lat__changelog")
+        t = cat.load_table(f"public.{table}__changelog")
         snaps = sorted(t.snapshots(), key=lambda s: s.timestamp_ms)
         rows = t.scan(selected_fields=("_cdc_lsn", "_cdc_ts", "_cdc_op")).to_arrow().to_pylist()
         # A row became visible with the first snapshot whose watermark is above its commit LSN.
@@ -297,7 +397,7 @@ class Bench:
                 marks.append(((int(hi, 16) << 32) | int(lo, 16), s.timestamp_ms))
         lat = []
         for r in rows:
-            if r["_cdc_op"] != "I":
+            if r["_cdc_op"] != "I" or r["_cdc_lsn"] < since_lsn:
                 continue
             seen = next(ms for w, ms in marks if r["_cdc_lsn"] < w)
             lat.append(seen / 1000 - r["_cdc_ts"].timestamp())
@@ -459,6 +559,12 @@ class Bench:
 
     def run(self):
         a = self.args
+        if a.only == "service":
+            self.sql("CREATE TABLE stream_t (id bigint PRIMARY KEY, a int, v text)")
+            self.sql("CREATE PUBLICATION bench_stream FOR TABLE stream_t")
+            self.say(f"ingest and two workers: {a.stream_changes} inserts in transactions of 100, twice")
+            self.results["service"] = self.service(a.stream_changes)
+            return self.results
         self.make_tables()
         self.say("snapshot: narrow")
         self.results["snapshot"] = {"narrow": self.snapshot("narrow", a.narrow_rows)}
@@ -474,6 +580,8 @@ class Bench:
                 changes = a.stream_changes if size > 1 else a.single_row_changes
                 self.say(f"streaming: {op} in transactions of {size}")
                 self.results["streaming"].append(self.streaming(op, size, changes))
+        self.say(f"ingest and two workers: {a.stream_changes} inserts in transactions of 100, twice")
+        self.results["service"] = self.service(a.stream_changes)
         self.say(f"latency: {a.latency_rate} inserts/s for {a.latency_seconds} s")
         self.results["latency"] = self.latency(a.latency_seconds, a.latency_rate)
         self.say(f"maintenance: {a.flatness_commits} commits at a 20 ms flush")
@@ -490,7 +598,21 @@ class Bench:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+def report_service(sv):
+    i, e = sv["ingest"], sv["end_to_end"]
+    rss = ", ".join(f"{k} {v:.0f} MiB" for k, v in e["peak_rss_mib"].items())
+    return [
+        f"ingest alone into the buffer: {i['changes']:,} inserts in transactions of {i['txn_rows']}: {i['changes_per_s']:,.0f} changes/s against "
+        f"pg_recvlogical {i['pg_recvlogical_changes_per_s']:,.0f} (ratio {i['ratio_to_pg_recvlogical']:.2f}, includes start-up); peak RSS {i['peak_rss_mib']:.0f} MiB",
+        f"ingest + {e['workers']} workers end to end into Iceberg: {e['changes']:,} inserts: {e['changes_per_s']:,.0f} changes/s against "
+        f"pg_recvlogical {e['pg_recvlogical_changes_per_s']:,.0f} (ratio {e['ratio_to_pg_recvlogical']:.2f}, includes start-up); peak RSS {rss}",
+        "ingest + 2 workers, commit → visible in Iceberg ({rows} rows, flush interval {flush_interval_s} s): p50 {p50_s:.2f} s, p99 {p99_s:.2f} s, max {max_s:.2f} s".format(**sv["freshness"]),
+    ]
+
+
 def report(r):
+    if set(r) == {"machine", "binary", "service"}:
+        return "\n".join([f"machine: {r['machine']['cores']} cores, {r['machine']['platform']}", "", *report_service(r["service"])])
     out = []
     out.append(f"machine: {r['machine']['cores']} cores, {r['machine']['platform']}")
     out.append("")
@@ -507,6 +629,8 @@ def report(r):
     out.append("op       txn rows   changes   philotes changes/s   pg_recvlogical changes/s   ratio   peak RSS   files")
     for s in r["streaming"]:
         out.append(f"{s['op']:<8}{s['txn_rows']:>9}{s['changes']:>10}   {s['philotes_changes_per_s']:>18,.0f}   {s['pg_recvlogical_changes_per_s']:>24,.0f}   {s['ratio_to_pg_recvlogical']:>5.2f}   {s['peak_rss_mib']:>5.0f} MiB   {s['parquet_files']}")
+    out.append("")
+    out.extend(report_service(r["service"]))
     lat = r["latency"]
     out.append("")
     out.append(f"latency (commit → visible in Iceberg, flush interval {lat['flush_interval_s']} s, {lat['rows']} rows): p50 {lat['p50_s']:.2f} s, p99 {lat['p99_s']:.2f} s, max {lat['max_s']:.2f} s; peak RSS {lat['peak_rss_mib']:.0f} MiB")
@@ -543,6 +667,7 @@ def main():
     p.add_argument("--compaction-txn-rows", type=int, default=5000)
     p.add_argument("--big-txn-rows", type=int, default=10_000_000)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--only", choices=["service"], default=None, help="run only this part (service: ingest and two workers)")
     args = p.parse_args()
     b = Bench(args)
     try:

@@ -15,6 +15,7 @@ import pytest
 
 from compare import assert_same
 from conftest import BINARY
+from test_s3 import s3  # noqa: F401 - the fixture
 from test_telemetry import wait_for
 
 
@@ -419,3 +420,102 @@ def test_prometheus_scrapes_ingest_and_a_worker_verify_checks_them_and_readyz_fo
             if r.alive():
                 assert r.stop() == 0, r.tail()
         control.stop()
+
+
+def test_ingest_drains_the_slot_while_the_object_store_is_down(source, cluster, s3, tmp_path):
+    endpoint, client = s3
+    source.sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    source.sql("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 200) g")
+    ctl = control_db(cluster, f"{source.name}_ctl")
+    common = ["--source", source.url, "--data-dir", str(source.data_dir), "--buffer-url", ctl,
+              "--flush-interval", "200ms", "--warehouse", "s3://lake/warehouse", "--s3-endpoint", endpoint,
+              "--s3-region", "eu-central-1", "--s3-access-key-id", "philotes", "--s3-path-style"]
+    os.environ["PHILOTES_S3_SECRET_ACCESS_KEY"] = "s3cr3t-key"
+    moto = None
+    roles = []
+    try:
+        ingest = Role(["ingest", *common], tmp_path / "ingest.log")
+        worker = Role(["worker", "--worker-id", "w1", *common], tmp_path / "w1.log")
+        roles = [ingest, worker]
+        wait_for("the copy", lambda: copied_tables(ctl) == 1, timeout=120)
+        lake = source.lake(warehouse="s3://lake/warehouse", props={
+            "s3.endpoint": endpoint, "s3.access-key-id": "philotes", "s3.secret-access-key": "s3cr3t-key",
+            "s3.region": "eu-central-1"})
+        wait_for("the lake", lambda: lake_equals_source(source, lake, [("t", ["id"])]), timeout=120, every=0.5)
+        # The object store stops answering (frozen: it keeps its objects).
+        moto = int(subprocess.check_output(["pgrep", "-f", f"moto_server -H 127.0.0.1 -p {endpoint.rsplit(':', 1)[1]}"]).split()[0])
+        os.kill(moto, signal.SIGSTOP)
+        for i in range(20):
+            source.sql(f"INSERT INTO t SELECT g, 'w' FROM generate_series({1000 + i * 100}, {1099 + i * 100}) g")
+        (end,) = source.sql("SELECT pg_current_wal_lsn()::text")[0]
+        # Ingest drains the slot into the buffer all the same: the source's WAL is freed.
+        wait_for("the slot to pass the inserts", lambda: source.sql(
+            "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = 'philotes'",
+            (end,))[0][0], timeout=60)
+        assert ctl_value(ctl, "SELECT count(*) FROM philotes.changes") == 2000
+        time.sleep(3)
+        assert ingest.alive() and worker.alive()
+        os.kill(moto, signal.SIGCONT)
+        moto = None
+        wait_for("everything to land", lambda: lake_equals_source(source, lake, [("t", ["id"])]), timeout=300, every=1)
+        wait_for("the buffer to drain", lambda: ctl_value(ctl, "SELECT count(*) FROM philotes.changes") == 0, timeout=60)
+        no_duplicates(lake, "public.t__changelog")
+    finally:
+        if moto:
+            os.kill(moto, signal.SIGCONT)
+        os.environ.pop("PHILOTES_S3_SECRET_ACCESS_KEY", None)
+        for r in roles:
+            if r.alive():
+                assert r.stop() == 0, r.tail()
+
+
+def test_ingest_stays_up_through_source_restarts_and_loses_nothing(cluster, tmp_path):
+    """The source restarted twice under writes (once right after a large transaction): ingest
+    stays up, reconnects and resumes; the lake equals the source with no change twice."""
+    from conftest import Source
+    from pgcluster import Cluster
+    from test_telemetry import writer
+    src_cluster = Cluster(settings={"logical_decoding_work_mem": "64kB"})
+    src = Source(src_cluster, "restarts", tmp_path)
+    ctl = control_db(cluster, "restarts_ctl")
+    stop = threading.Event()
+    stats = {"ok": 0, "failed": 0}
+    roles = []
+    try:
+        src.sql("CREATE TABLE busy (id bigint PRIMARY KEY, v bigint, pad text)")
+        src.sql("INSERT INTO busy SELECT g, 0, 'p' FROM generate_series(1, 600) g")
+        common = ["--source", src.url, "--data-dir", str(src.data_dir), "--buffer-url", ctl, "--flush-interval", "300ms"]
+        ingest = Role(["ingest", *common], tmp_path / "ingest.log")
+        worker = Role(["worker", "--worker-id", "w1", *common], tmp_path / "w1.log")
+        roles = [ingest, worker]
+        wait_for("the copy", lambda: copied_tables(ctl) == 1, timeout=120)
+        w = threading.Thread(target=writer, args=(src.url, stop, stats))
+        w.start()
+        for round_ in range(2):
+            time.sleep(3)
+            if round_ == 1:
+                with psycopg.connect(src.url, autocommit=True) as c:
+                    c.execute("INSERT INTO busy SELECT g, 7, repeat('L', 200) FROM generate_series(10001, 40000) g")
+            src_cluster.stop_server()
+            time.sleep(2)
+            assert ingest.alive(), ingest.tail()
+            src_cluster.start_server()
+            wait_for("ingest to reconnect", lambda: ingest.log.read_text().count("reconnected to the source") == round_ + 1,
+                     timeout=120)
+        time.sleep(2)
+        stop.set()
+        w.join()
+        assert stats["ok"] > 100, stats
+        src.conn = psycopg.connect(src.url, autocommit=True)
+        lake = src.lake()
+        wait_for("the lake to equal the source", lambda: lake_equals_source(src, lake, [("busy", ["id"])]),
+                 timeout=180, every=1)
+        assert len(lake.current_state("public.busy__changelog", ["id"])) > 30000
+        no_duplicates(lake, "public.busy__changelog")
+        assert ingest.alive() and worker.alive()
+    finally:
+        stop.set()
+        for r in roles:
+            if r.alive():
+                r.kill()
+        src_cluster.stop()

@@ -28,6 +28,9 @@ use crate::sink::{Opener, Sink};
 /// transaction), so memory stays bounded whatever the transaction's size.
 const WRITE_OUT_BYTES: usize = 16 << 20;
 
+/// The longest ingest holds changes before writing them to the buffer.
+const INGEST_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How often a copy waits for the worker holding a table to let go of it.
 const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -227,6 +230,12 @@ impl Opener for Buffered {
 
     fn depth_in_memory(&self) -> bool {
         false
+    }
+
+    fn flush_interval(&self, configured: std::time::Duration) -> std::time::Duration {
+        // A buffer commit is cheap: commit often, so the slot is confirmed and the workers see
+        // changes soon (`flush_interval` paces the workers' Iceberg commits).
+        configured.min(INGEST_FLUSH)
     }
 
     fn hold(&self) -> Option<Arc<AtomicBool>> {

@@ -174,7 +174,7 @@ pub(crate) async fn replicate<O: Opener>(
         spill_dir,
         watch: SlotWatch::default(),
         flush: FlushPolicy {
-            interval: settings.flush_interval,
+            interval: opener.flush_interval(settings.flush_interval),
             rows: settings.flush_rows,
             publication_poll: PUBLICATION_POLL,
         },

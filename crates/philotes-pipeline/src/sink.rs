@@ -41,6 +41,10 @@ pub(crate) trait Opener {
     ) -> impl Future<Output = Result<()>> {
         async { Ok(()) }
     }
+    /// How often streamed changes are committed, given the configured `flush_interval`.
+    fn flush_interval(&self, configured: std::time::Duration) -> std::time::Duration {
+        configured
+    }
     /// While the returned flag is set, the stream is not read (backpressure).
     fn hold(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
         None
