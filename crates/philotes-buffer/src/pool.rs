@@ -15,7 +15,7 @@ use philotes_source_postgres::SourceConn;
 use crate::db_error;
 
 /// The first key of a table lease's advisory lock (`phtb`); the second is the table id.
-pub(crate) const TABLE_LEASE: i32 = 0x7068_7462;
+const TABLE_LEASE: i32 = 0x7068_7462;
 
 /// A worker's place in its pipeline's pool: its own connection, which holds its leases.
 pub struct Pool {
@@ -48,13 +48,13 @@ impl Pool {
     /// Join `pipeline`'s pool as `worker` (unique in the pool: a host name or pod name).
     pub async fn join(conn: &SourceConn, pipeline: &str, worker: &str) -> Result<Pool> {
         if worker.is_empty()
-            || worker.len() > 30
+            || worker.len() > 34
             || !worker.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
         {
             return Err(Error::new(
                 ErrorKind::Config,
                 format!(
-                    "worker id `{worker}` must be 1 to 30 visible ASCII characters without `/` (the pod or host name, say)"
+                    "worker id `{worker}` must be 1 to 34 visible ASCII characters without `/` (the pod or host name, say)"
                 ),
             ));
         }
@@ -114,32 +114,40 @@ impl Pool {
 
     /// Take the lease of `table` if no other worker holds it; true when this worker holds it.
     pub async fn try_lease(&self, table: i64) -> Result<bool> {
-        let key = i32::try_from(table).map_err(|_| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("table id {table} is out of range"),
-            )
-        })?;
-        let row = self
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&TABLE_LEASE, &key])
-            .await
-            .map_err(|e| db_error("cannot take a table's lease", e))?;
-        Ok(row.get(0))
+        try_table_lease(&self.client, table).await
     }
 
     /// Give up the lease of `table` (after its last commit, so another worker can take it).
     pub async fn release(&self, table: i64) -> Result<()> {
-        let key = i32::try_from(table).map_err(|_| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("table id {table} is out of range"),
-            )
-        })?;
-        self.client
-            .query_one("SELECT pg_advisory_unlock($1, $2)", &[&TABLE_LEASE, &key])
-            .await
-            .map_err(|e| db_error("cannot release a table's lease", e))?;
-        Ok(())
+        release_table_lease(&self.client, table).await
     }
+}
+
+fn lease_key(table: i64) -> Result<i32> {
+    i32::try_from(table).map_err(|_| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("table id {table} is out of range"),
+        )
+    })
+}
+
+/// Take `table`'s lease on `client`'s session if nobody holds it (a worker, or ingest copying).
+pub(crate) async fn try_table_lease(client: &tokio_postgres::Client, table: i64) -> Result<bool> {
+    let key = lease_key(table)?;
+    let row = client
+        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&TABLE_LEASE, &key])
+        .await
+        .map_err(|e| db_error("cannot take a table's lease", e))?;
+    Ok(row.get(0))
+}
+
+/// Give up `table`'s lease held by `client`'s session.
+pub(crate) async fn release_table_lease(client: &tokio_postgres::Client, table: i64) -> Result<()> {
+    let key = lease_key(table)?;
+    client
+        .query_one("SELECT pg_advisory_unlock($1, $2)", &[&TABLE_LEASE, &key])
+        .await
+        .map_err(|e| db_error("cannot release a table's lease", e))?;
+    Ok(())
 }

@@ -8,7 +8,7 @@
 
 use philotes_core::{ColumnDesc, Error, ErrorKind, Lsn, Result, TableName};
 
-use crate::pool::TABLE_LEASE;
+use crate::pool::{release_table_lease, try_table_lease};
 use crate::{ControlDb, db_error};
 
 /// One table of a pipeline, as the control database has it.
@@ -48,15 +48,6 @@ pub struct RelationAt {
 
 fn lsn_of(v: Option<i64>) -> Option<Lsn> {
     v.map(|l| Lsn(l as u64))
-}
-
-fn lease_key(table: i64) -> Result<i32> {
-    i32::try_from(table).map_err(|_| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("table id {table} is out of range"),
-        )
-    })
 }
 
 impl ControlDb {
@@ -209,6 +200,19 @@ impl ControlDb {
         Ok(())
     }
 
+    /// Record that the lake holds a copy of `table` made at `lsn` (found in the lake itself).
+    pub async fn set_snapshot_lsn(&self, table: i64, lsn: Lsn) -> Result<()> {
+        let lsn = lsn.0 as i64;
+        self.client
+            .execute(
+                "UPDATE philotes.tables SET snapshot_lsn = $2, updated_at = now() WHERE id = $1",
+                &[&table, &lsn],
+            )
+            .await
+            .map_err(|e| db_error("cannot record a copy", e))?;
+        Ok(())
+    }
+
     /// A worker asks ingest to copy `table` again, saying why.
     pub async fn request_copy(&self, table: i64, why: &str) -> Result<()> {
         self.client
@@ -283,23 +287,12 @@ impl ControlDb {
 
     /// Take `table`'s lease (the one workers hold while they write it) if nobody holds it.
     pub async fn try_table_lease(&self, table: i64) -> Result<bool> {
-        let key = lease_key(table)?;
-        let row = self
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&TABLE_LEASE, &key])
-            .await
-            .map_err(|e| db_error("cannot take a table's lease", e))?;
-        Ok(row.get(0))
+        try_table_lease(&self.client, table).await
     }
 
     /// Give up `table`'s lease.
     pub async fn release_table_lease(&self, table: i64) -> Result<()> {
-        let key = lease_key(table)?;
-        self.client
-            .query_one("SELECT pg_advisory_unlock($1, $2)", &[&TABLE_LEASE, &key])
-            .await
-            .map_err(|e| db_error("cannot release a table's lease", e))?;
-        Ok(())
+        release_table_lease(&self.client, table).await
     }
 }
 

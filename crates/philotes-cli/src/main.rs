@@ -76,8 +76,8 @@ struct HealthcheckArgs {
 
 #[derive(Args, Debug)]
 struct WorkerArgs {
-    /// This worker's id in the pool, unique per pipeline (default: the host name, which is
-    /// the pod name in Kubernetes).
+    /// This worker's id in the pool, unique per pipeline, up to 34 characters (default: the
+    /// host name, which is the pod name in Kubernetes).
     #[arg(long, env = "PHILOTES_WORKER_ID")]
     worker_id: Option<String>,
     #[command(flatten)]

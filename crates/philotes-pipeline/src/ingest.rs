@@ -311,13 +311,21 @@ impl Opener for Buffered {
         // it anew where it differs).
         let from = sink.progress().watermark;
         if let Some(at) = from
-            && lake_progress.snapshot_lsn.is_some()
+            && let Some(copied) = lake_progress.snapshot_lsn
         {
             let db = self.shared.db.lock().await;
             db.set_relation(id, at, -1, &sink.relation(&sink.columns))
                 .await?;
+            // A lake `run` wrote before, or a copy that committed just before a crash: the
+            // workers compare their lake with this.
+            if row.as_ref().and_then(|r| r.snapshot_lsn) != Some(copied) {
+                db.set_snapshot_lsn(id, copied).await?;
+            }
         }
-        state.progress = sink.progress();
+        if state.stopped.is_none() {
+            // (A stopped table keeps the position `run` chose for it: it may hold the slot.)
+            state.progress = sink.progress();
+        }
         Ok(state.with_sink(Some(sink)))
     }
 }
