@@ -422,6 +422,26 @@ def test_prometheus_scrapes_ingest_and_a_worker_verify_checks_them_and_readyz_fo
         control.stop()
 
 
+def assert_not_answering(endpoint):
+    """The object store is really down: a request to it gets no answer."""
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+    probe = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="philotes", aws_secret_access_key="s3cr3t-key",
+                         region_name="eu-central-1", config=botocore.config.Config(
+                             connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}))
+    with pytest.raises(botocore.exceptions.ReadTimeoutError):
+        probe.head_bucket(Bucket="lake")
+
+
+def buffer_report(ctl, roles):
+    """What the buffer holds per transaction, the table rows and the roles' logs (for a failure)."""
+    with psycopg.connect(ctl) as c:
+        per_lsn = c.execute("SELECT lsn, count(*) FROM philotes.changes GROUP BY lsn ORDER BY lsn").fetchall()
+        tables = c.execute("SELECT name, buffered, watermark, snapshot_lsn FROM philotes.tables").fetchall()
+    return f"buffered per transaction: {per_lsn}\ntables: {tables}\n" + "\n".join(r.tail() for r in roles)
+
+
 def test_ingest_drains_the_slot_while_the_object_store_is_down(source, cluster, s3, tmp_path):
     endpoint, client = s3
     source.sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
@@ -445,6 +465,7 @@ def test_ingest_drains_the_slot_while_the_object_store_is_down(source, cluster, 
         # The object store stops answering (frozen: it keeps its objects).
         moto = int(subprocess.check_output(["pgrep", "-f", f"moto_server -H 127.0.0.1 -p {endpoint.rsplit(':', 1)[1]}"]).split()[0])
         os.kill(moto, signal.SIGSTOP)
+        assert_not_answering(endpoint)
         for i in range(20):
             source.sql(f"INSERT INTO t SELECT g, 'w' FROM generate_series({1000 + i * 100}, {1099 + i * 100}) g")
         (end,) = source.sql("SELECT pg_current_wal_lsn()::text")[0]
@@ -452,7 +473,8 @@ def test_ingest_drains_the_slot_while_the_object_store_is_down(source, cluster, 
         wait_for("the slot to pass the inserts", lambda: source.sql(
             "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = 'philotes'",
             (end,))[0][0], timeout=60)
-        assert ctl_value(ctl, "SELECT count(*) FROM philotes.changes") == 2000
+        n = ctl_value(ctl, "SELECT count(*) FROM philotes.changes")
+        assert n == 2000, buffer_report(ctl, [ingest, worker])
         time.sleep(3)
         assert ingest.alive() and worker.alive()
         os.kill(moto, signal.SIGCONT)
