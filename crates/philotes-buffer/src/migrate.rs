@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "roles",
         sql: include_str!("../migrations/0002_roles.sql"),
     },
+    Migration {
+        version: 3,
+        name: "api",
+        sql: include_str!("../migrations/0003_api.sql"),
+    },
 ];
 
 /// The key of the advisory lock migrations hold (`philotes` in ASCII).

@@ -53,6 +53,14 @@ enum Command {
     /// Ask a running role whether it is alive (or, with --ready, ready): exit 0 if so, 1 if not.
     /// For container health probes in images without a shell.
     Healthcheck(HealthcheckArgs),
+    /// The control plane: the REST API (`/api/v1`, its contract at /api/v1/openapi.json) over
+    /// the control database, for the dashboard, the CLI and scripts.
+    Api(ApiArgs),
+    /// Print the API's OpenAPI document (what docs/api/openapi.json holds).
+    Openapi,
+    /// API keys, made straight in the control database (so the first key needs no key).
+    #[command(name = "api-key", subcommand)]
+    ApiKey(ApiKeyCommand),
     /// Dead letters (changes that could not be written): list them, skip one, retry them.
     Dlq(dlq::DlqArgs),
     /// Create or upgrade the control database's schema (`--buffer-url`) and exit: for a
@@ -62,6 +70,73 @@ enum Command {
     /// compact small files, rewrite manifests, expire snapshots, delete orphan files. Exit code
     /// 1 when a table could not be maintained.
     Maintain(MaintainArgs),
+}
+
+#[derive(Args, Debug)]
+struct ApiArgs {
+    /// Where the API listens (`host:port`).
+    #[arg(long, env = "PHILOTES_API_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: String,
+    #[command(flatten)]
+    control: ControlArgs,
+    /// A file holding the encryption key for stored secrets (32 bytes, base64 or hex), instead
+    /// of PHILOTES_ENCRYPTION_KEY.
+    #[arg(long, env = "PHILOTES_ENCRYPTION_KEY_FILE")]
+    encryption_key_file: Option<PathBuf>,
+    /// Where the API serves metrics and health for Prometheus and probes (`off`: nowhere).
+    #[arg(long, env = "PHILOTES_METRICS_ADDR", default_value = philotes_config::DEFAULT_METRICS_ADDR)]
+    metrics_addr: String,
+}
+
+/// The control database, for the commands that need nothing else.
+#[derive(Args, Debug)]
+struct ControlArgs {
+    /// PostgreSQL URL of the control database (or a file of it: PHILOTES_BUFFER_URL_FILE).
+    #[arg(long, env = "PHILOTES_BUFFER_URL", hide_env_values = true)]
+    buffer_url: Option<String>,
+}
+
+impl ControlArgs {
+    fn url(&self) -> Result<Option<Secret>, Error> {
+        match &self.buffer_url {
+            Some(u) => Ok(Some(Secret::new(u.clone()))),
+            None => secret_file("PHILOTES_BUFFER_URL_FILE"),
+        }
+    }
+}
+
+/// The secret in the file that the variable `var` names (Vault Agent, Kubernetes secrets).
+fn secret_file(var: &str) -> Result<Option<Secret>, Error> {
+    let Some(path) = std::env::var_os(var) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!(
+                "cannot read {var} ({}): {e}",
+                PathBuf::from(&path).display()
+            ),
+        )
+    })?;
+    Ok(Some(Secret::new(
+        text.trim_end_matches(['\n', '\r']).to_string(),
+    )))
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeyCommand {
+    /// Make a key and print it (once: only its hash is kept).
+    Create {
+        /// What the key is for (`ci`, `dashboard`).
+        #[arg(long)]
+        name: String,
+        /// read, operate or admin.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -365,6 +440,12 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate(args).await,
             Command::Dlq(args) => dlq::dlq(args).await,
             Command::Healthcheck(args) => healthcheck(args).await,
+            Command::Api(args) => api(args).await,
+            Command::Openapi => {
+                print!("{}", philotes_api::openapi_json());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::ApiKey(cmd) => api_key(cmd).await,
         }
     });
     match result {
@@ -637,6 +718,73 @@ async fn healthcheck(args: HealthcheckArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn api(args: ApiArgs) -> Result<ExitCode, Error> {
+    let encryption_key = match &args.encryption_key_file {
+        Some(path) => Some(Secret::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "cannot read the encryption key file {}: {e}",
+                            path.display()
+                        ),
+                    )
+                })?
+                .trim()
+                .to_string(),
+        )),
+        None => std::env::var("PHILOTES_ENCRYPTION_KEY")
+            .ok()
+            .map(Secret::new),
+    };
+    let settings = philotes_api::ApiSettings {
+        listen: args.listen,
+        buffer_url: args.control.url()?,
+        encryption_key,
+    };
+    let _telemetry = philotes_telemetry::serve(&args.metrics_addr).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone(), std::time::Duration::from_secs(30));
+    philotes_api::serve(&settings, async move {
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await?;
+    tracing::info!("API stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn api_key(cmd: ApiKeyCommand) -> Result<ExitCode, Error> {
+    match cmd {
+        ApiKeyCommand::Create {
+            name,
+            scope,
+            control,
+        } => {
+            let scope = philotes_api::Scope::parse(&scope).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("--scope {scope}: use read, operate or admin"),
+                )
+            })?;
+            let mut db =
+                philotes_buffer::ControlDb::open(control.url()?.as_ref(), "to keep the key in")
+                    .await?;
+            let made = philotes_api::keys::create_in(&mut db, &name, scope).await?;
+            eprintln!(
+                "API key {} ({}, scope {}) made; it is shown this once:",
+                made.key.id,
+                made.key.name,
+                scope.as_str()
+            );
+            println!("{}", made.token);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn migrate(args: MigrateArgs) -> Result<ExitCode, Error> {

@@ -153,6 +153,53 @@ impl TypeResolver {
     }
 }
 
+/// A table of the source database, as `philotes api` lists it.
+#[derive(Clone, Debug)]
+pub struct TableInfo {
+    pub name: TableName,
+    pub replica_identity: ReplicaIdentity,
+    pub has_primary_key: bool,
+    /// The planner's estimate (`reltuples`; 0 before the first ANALYZE).
+    pub estimated_rows: i64,
+    /// Table, indexes and TOAST, in bytes.
+    pub total_bytes: i64,
+    pub partitioned: bool,
+}
+
+/// Every ordinary and partitioned table of the database outside the system schemas (a
+/// partition is replicated as its root, so partitions are left out).
+pub async fn user_tables(client: &tokio_postgres::Client) -> Result<Vec<TableInfo>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, c.relreplident,
+                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+                    greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid), c.relkind = 'p'
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| source_error("listing the source's tables", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let ident: i8 = r.get(2);
+            TableInfo {
+                name: TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+                replica_identity: ReplicaIdentity::from_byte(ident as u8)
+                    .unwrap_or(ReplicaIdentity::Default),
+                has_primary_key: r.get(3),
+                estimated_rows: r.get(4),
+                total_bytes: r.get(5),
+                partitioned: r.get(6),
+            }
+        })
+        .collect())
+}
+
 /// Whether any row holds a value in `column`: for a column new since Philotes last saw the
 /// table, a value no change was sent for (a volatile default, or a rewrite that materialised a
 /// default). Reads until the first such value; a column without one is read through once.

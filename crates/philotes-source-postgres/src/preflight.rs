@@ -9,8 +9,34 @@ fn setup(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::SourceSetup, msg)
 }
 
-/// Server-wide checks: version, `wal_level`, the replication privilege and free slots.
+/// Server-wide checks: version, `wal_level`, the replication privilege and free slots. The
+/// first problem found, with its fix.
 pub async fn check_server(client: &tokio_postgres::Client, slot: &str) -> Result<()> {
+    match server_checks(client, slot)
+        .await?
+        .into_iter()
+        .find_map(|c| c.problem)
+    {
+        Some(problem) => Err(problem),
+        None => Ok(()),
+    }
+}
+
+/// One server-wide check and, when it fails, the problem with its fix.
+#[derive(Debug)]
+pub struct ServerCheck {
+    /// A short, stable name: `version`, `wal_level`, `replication_privilege`,
+    /// `replication_slots`, `wal_senders`.
+    pub name: &'static str,
+    pub problem: Option<Error>,
+}
+
+/// Every server-wide check `run` makes before it starts, each with its outcome (the same
+/// words as `run`'s errors), for `philotes api`'s source test.
+pub async fn server_checks(
+    client: &tokio_postgres::Client,
+    slot: &str,
+) -> Result<Vec<ServerCheck>> {
     let row = client
         .query_one(
             "SELECT current_setting('server_version_num')::int,
@@ -33,37 +59,46 @@ pub async fn check_server(client: &tokio_postgres::Client, slot: &str) -> Result
     let free_slots: i32 = row.get(4);
     let slot_exists: bool = row.get(5);
     let free_senders: i32 = row.get(6);
-    if version < 140000 {
-        return Err(setup(format!(
-            "the source runs PostgreSQL {}.{}; Philotes needs PostgreSQL 14 or newer",
-            version / 10000,
-            version % 10000 / 100
-        )));
-    }
-    if wal_level != "logical" {
-        return Err(setup(format!(
-            "the source has wal_level = {wal_level}; set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
-        )));
-    }
-    if can_replicate != Some(true) {
-        return Err(setup(format!(
-            "the user {user} may not replicate; run ALTER ROLE {} WITH REPLICATION as a superuser",
-            philotes_core::change::quote_ident(&user)
-        )));
-    }
+    let check = |name, failed: bool, problem: &dyn Fn() -> String| ServerCheck {
+        name,
+        problem: failed.then(|| setup(problem())),
+    };
     // One temporary slot for the consistent snapshot, plus the pipeline's own if it is new.
     let needed = if slot_exists { 1 } else { 2 };
-    if free_slots < needed {
-        return Err(setup(format!(
-            "the source has {free_slots} free replication slot(s), Philotes needs {needed}; raise max_replication_slots in postgresql.conf and restart, or drop unused slots (SELECT pg_drop_replication_slot(name))"
-        )));
-    }
-    if free_senders < 2 {
-        return Err(setup(format!(
-            "the source has {free_senders} free WAL sender(s), Philotes needs 2; raise max_wal_senders in postgresql.conf and restart"
-        )));
-    }
-    Ok(())
+    Ok(vec![
+        check("version", version < 140000, &|| {
+            format!(
+                "the source runs PostgreSQL {}.{}; Philotes needs PostgreSQL 14 or newer",
+                version / 10000,
+                version % 10000 / 100
+            )
+        }),
+        check("wal_level", wal_level != "logical", &|| {
+            format!(
+                "the source has wal_level = {wal_level}; set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
+            )
+        }),
+        check(
+            "replication_privilege",
+            can_replicate != Some(true),
+            &|| {
+                format!(
+                    "the user {user} may not replicate; run ALTER ROLE {} WITH REPLICATION as a superuser",
+                    philotes_core::change::quote_ident(&user)
+                )
+            },
+        ),
+        check("replication_slots", free_slots < needed, &|| {
+            format!(
+                "the source has {free_slots} free replication slot(s), Philotes needs {needed}; raise max_replication_slots in postgresql.conf and restart, or drop unused slots (SELECT pg_drop_replication_slot(name))"
+            )
+        }),
+        check("wal_senders", free_senders < 2, &|| {
+            format!(
+                "the source has {free_senders} free WAL sender(s), Philotes needs 2; raise max_wal_senders in postgresql.conf and restart"
+            )
+        }),
+    ])
 }
 
 /// Create the publication if it does not exist: FOR ALL TABLES, or for `tables`.
@@ -117,19 +152,26 @@ fn quote_qualified(name: &str) -> String {
 
 /// Why a table cannot be replicated as it is, with the fix; `None` when it can.
 pub fn table_problem(table: &SourceTable) -> Option<Error> {
-    let fix = format!("ALTER TABLE {} REPLICA IDENTITY FULL", table.name.quoted());
-    let problem = match table.replica_identity {
+    identity_problem(&table.name, table.replica_identity, table.has_primary_key)
+}
+
+/// Why a table with this replica identity cannot be replicated, with the fix.
+pub fn identity_problem(
+    name: &philotes_core::TableName,
+    identity: ReplicaIdentity,
+    has_primary_key: bool,
+) -> Option<Error> {
+    let fix = format!("ALTER TABLE {} REPLICA IDENTITY FULL", name.quoted());
+    let problem = match identity {
         ReplicaIdentity::Nothing => Some(format!(
-            "table {} has REPLICA IDENTITY NOTHING, so its updates and deletes cannot be replicated; run {fix}",
-            table.name
+            "table {name} has REPLICA IDENTITY NOTHING, so its updates and deletes cannot be replicated; run {fix}"
         )),
-        ReplicaIdentity::Default if !table.has_primary_key => Some(format!(
-            "table {} has no primary key and REPLICA IDENTITY DEFAULT, so its updates and deletes cannot be replicated; add a primary key or run {fix}",
-            table.name
+        ReplicaIdentity::Default if !has_primary_key => Some(format!(
+            "table {name} has no primary key and REPLICA IDENTITY DEFAULT, so its updates and deletes cannot be replicated; add a primary key or run {fix}"
         )),
         _ => None,
     };
-    problem.map(|m| setup(m).with("table", &table.name))
+    problem.map(|m| setup(m).with("table", name))
 }
 
 /// The state of the pipeline's slot.
