@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{ApiError, FieldError};
 
 /// The largest request body accepted.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// A body type's own rules beyond its shape (lengths, allowed characters).
 pub trait Validate {
@@ -236,15 +236,15 @@ pub fn cursor(id: i64) -> String {
 pub fn integral<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: TryFrom<u64>,
+    T: TryFrom<i64>,
 {
     let n = serde_json::Number::deserialize(d)?;
     let v = n
-        .as_u64()
+        .as_i64()
         .or_else(|| {
             n.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
-                .map(|f| f as u64)
+                .filter(|f| f.fract() == 0.0 && *f >= i64::MIN as f64 && *f <= i64::MAX as f64)
+                .map(|f| f as i64)
         })
         .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {n}")))?;
     T::try_from(v).map_err(|_| serde::de::Error::custom(format!("{v} is out of range")))
@@ -254,9 +254,9 @@ where
 pub fn integral_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: TryFrom<u64>,
+    T: TryFrom<i64>,
 {
     #[derive(serde::Deserialize)]
-    struct W<T: TryFrom<u64>>(#[serde(deserialize_with = "integral")] T);
+    struct W<T: TryFrom<i64>>(#[serde(deserialize_with = "integral")] T);
     Option::<W<T>>::deserialize(d).map(|o| o.map(|w| w.0))
 }

@@ -17,17 +17,17 @@ use std::sync::Arc;
 use philotes_core::{Error, ErrorKind, Result, Secret};
 
 pub mod auth;
-pub mod crypto;
 pub mod error;
 pub mod json;
 pub mod keys;
+pub mod pipelines;
 pub mod routes;
 pub mod sources;
 mod store;
 pub mod system;
 
 pub use auth::Scope;
-pub use crypto::Cipher;
+pub use philotes_buffer::sealed::Cipher;
 pub use routes::{Route, openapi, openapi_json, router};
 pub use store::Store;
 

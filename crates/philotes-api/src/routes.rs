@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::auth::{Guard, Scope, guard};
-use crate::{AppState, keys, sources, system};
+use crate::{AppState, keys, pipelines, sources, system};
 
 /// A route of the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,15 @@ pub enum Route {
     ListApiKeys,
     CreateApiKey,
     RevokeApiKey,
+    ListPipelines,
+    CreatePipeline,
+    GetPipeline,
+    DeletePipeline,
+    StartPipeline,
+    StopPipeline,
+    PausePipeline,
+    ResumePipeline,
+    PipelineStatus,
 }
 
 impl Route {
@@ -49,16 +58,28 @@ impl Route {
         Route::ListApiKeys,
         Route::CreateApiKey,
         Route::RevokeApiKey,
+        Route::ListPipelines,
+        Route::CreatePipeline,
+        Route::GetPipeline,
+        Route::DeletePipeline,
+        Route::StartPipeline,
+        Route::StopPipeline,
+        Route::PausePipeline,
+        Route::ResumePipeline,
+        Route::PipelineStatus,
     ];
 
     pub fn method(self) -> Method {
         use Route::*;
         match self {
             Healthz | Readyz | OpenApi | Version | Audit | ListSources | GetSource
-            | SourceTables | ListApiKeys => Method::GET,
-            CreateSource | TestSource | CreateApiKey => Method::POST,
+            | SourceTables | ListApiKeys | ListPipelines | GetPipeline | PipelineStatus => {
+                Method::GET
+            }
+            CreateSource | TestSource | CreateApiKey | CreatePipeline | StartPipeline
+            | StopPipeline | PausePipeline | ResumePipeline => Method::POST,
             UpdateSource => Method::PATCH,
-            DeleteSource | RevokeApiKey => Method::DELETE,
+            DeleteSource | RevokeApiKey | DeletePipeline => Method::DELETE,
         }
     }
 
@@ -76,6 +97,13 @@ impl Route {
             SourceTables => "/api/v1/sources/{id}/tables",
             ListApiKeys | CreateApiKey => "/api/v1/api-keys",
             RevokeApiKey => "/api/v1/api-keys/{id}",
+            ListPipelines | CreatePipeline => "/api/v1/pipelines",
+            GetPipeline | DeletePipeline => "/api/v1/pipelines/{id}",
+            StartPipeline => "/api/v1/pipelines/{id}/start",
+            StopPipeline => "/api/v1/pipelines/{id}/stop",
+            PausePipeline => "/api/v1/pipelines/{id}/pause",
+            ResumePipeline => "/api/v1/pipelines/{id}/resume",
+            PipelineStatus => "/api/v1/pipelines/{id}/status",
         }
     }
 
@@ -84,10 +112,13 @@ impl Route {
         use Route::*;
         match self {
             Healthz | Readyz | OpenApi => None,
-            Version | ListSources | GetSource | SourceTables => Some(Scope::Read),
-            TestSource => Some(Scope::Operate),
+            Version | ListSources | GetSource | SourceTables | ListPipelines | GetPipeline
+            | PipelineStatus => Some(Scope::Read),
+            TestSource | StartPipeline | StopPipeline | PausePipeline | ResumePipeline => {
+                Some(Scope::Operate)
+            }
             CreateSource | UpdateSource | DeleteSource | Audit | ListApiKeys | CreateApiKey
-            | RevokeApiKey => Some(Scope::Admin),
+            | RevokeApiKey | CreatePipeline | DeletePipeline => Some(Scope::Admin),
         }
     }
 
@@ -109,6 +140,15 @@ impl Route {
             ListApiKeys => get(keys::list),
             CreateApiKey => post(keys::create),
             RevokeApiKey => delete(keys::revoke),
+            ListPipelines => get(pipelines::list),
+            CreatePipeline => post(pipelines::create),
+            GetPipeline => get(pipelines::get),
+            DeletePipeline => delete(pipelines::delete),
+            StartPipeline => post(pipelines::start),
+            StopPipeline => post(pipelines::stop),
+            PausePipeline => post(pipelines::pause),
+            ResumePipeline => post(pipelines::resume),
+            PipelineStatus => get(pipelines::status),
         }
     }
 }
@@ -158,12 +198,22 @@ pub fn router(state: AppState) -> Router {
         keys::list,
         keys::create,
         keys::revoke,
+        pipelines::list,
+        pipelines::create,
+        pipelines::get,
+        pipelines::delete,
+        pipelines::start,
+        pipelines::stop,
+        pipelines::pause,
+        pipelines::resume,
+        pipelines::status,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
     tags(
         (name = "system", description = "Health, versions, the contract, the audit log"),
         (name = "sources", description = "PostgreSQL databases to replicate"),
+        (name = "pipelines", description = "A source's publication into the lake, run by ingest and the workers"),
         (name = "api-keys", description = "Keys for scripts and the CLI"),
     )
 )]

@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use philotes_core::Secret;
 use philotes_source_postgres::SourceConn;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -222,7 +221,7 @@ impl Validate for SourceUpdate {
     }
 }
 
-const PURPOSE: &str = "philotes.sources.password";
+const PURPOSE: &str = philotes_buffer::specs::SOURCE_PASSWORD;
 const COLUMNS: &str = "id, name, host, port, database, username, password_enc IS NOT NULL, sslmode, created_at, updated_at";
 
 fn source_of(r: &tokio_postgres::Row) -> Source {
@@ -546,38 +545,36 @@ pub struct SourceTest {
     pub checks: Vec<Check>,
 }
 
-/// A source's connection, with its password opened.
-async fn connect(s: &AppState, id: i64) -> ApiResult<Result<tokio_postgres::Client, String>> {
-    let row = {
-        let mut conn = s.store().get().await?;
-        conn.client()?
-            .query_opt(
-                "SELECT host, port, database, username, password_enc, sslmode FROM philotes.sources WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .map_err(db)?
-    };
+/// A source's stored connection settings.
+pub(crate) async fn spec(s: &AppState, id: i64) -> ApiResult<philotes_buffer::specs::SourceSpec> {
+    let mut conn = s.store().get().await?;
+    let row = conn
+        .client()?
+        .query_opt(
+            "SELECT host, port, database, username, password_enc, sslmode FROM philotes.sources WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(db)?;
     let Some(row) = row else {
         return Err(ApiError::not_found(format!("source {id}")));
     };
-    let password = match row.get::<_, Option<Vec<u8>>>(4) {
-        Some(sealed) => Some(s.cipher().open(PURPOSE, &sealed)?),
-        None => None,
-    };
-    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
-    let mut info = format!(
-        "host={} port={} dbname={} user={} sslmode={} connect_timeout=10 application_name=philotes-api",
-        quote(row.get(0)),
-        row.get::<_, i32>(1),
-        quote(row.get(2)),
-        quote(row.get(3)),
-        row.get::<_, &str>(5),
-    );
-    if let Some(pw) = &password {
-        info.push_str(&format!(" password={}", quote(pw.expose())));
-    }
-    let info = Secret::new(info);
+    Ok(philotes_buffer::specs::SourceSpec {
+        host: row.get(0),
+        port: row.get(1),
+        database: row.get(2),
+        user: row.get(3),
+        password_enc: row.get(4),
+        sslmode: row.get(5),
+    })
+}
+
+/// A connection to a source (`Err` with what went wrong when it cannot be reached).
+pub(crate) async fn connect(
+    s: &AppState,
+    id: i64,
+) -> ApiResult<Result<tokio_postgres::Client, String>> {
+    let info = spec(s, id).await?.conninfo(s.cipher(), "philotes-api")?;
     let conn = match SourceConn::parse(&info) {
         Ok(c) => c,
         Err(e) => return Ok(Err(e.to_string())),

@@ -14,6 +14,8 @@ use philotes_source_postgres::SourceConn;
 pub mod buffer;
 pub mod migrate;
 pub mod pool;
+pub mod sealed;
+pub mod specs;
 pub mod tables;
 
 pub use buffer::{BufferedChange, TableBatch, decode_row, encode_row};

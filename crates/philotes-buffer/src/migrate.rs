@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api",
         sql: include_str!("../migrations/0003_api.sql"),
     },
+    Migration {
+        version: 4,
+        name: "pipelines",
+        sql: include_str!("../migrations/0004_pipelines.sql"),
+    },
 ];
 
 /// The key of the advisory lock migrations hold (`philotes` in ASCII).

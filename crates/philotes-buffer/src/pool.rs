@@ -24,6 +24,15 @@ pub struct Pool {
     pub worker: String,
 }
 
+/// What the `application_name` of every worker of `pipeline` starts with (application_name
+/// holds 63 bytes: the pipeline by a short hash).
+pub fn member_prefix(pipeline: &str) -> String {
+    format!(
+        "philotes-worker/{:012x}/",
+        fnv(&[pipeline.as_bytes()]) >> 16
+    )
+}
+
 /// FNV-1a, finalized: the same on every worker and every platform (no randomized hasher).
 fn fnv(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -58,11 +67,7 @@ impl Pool {
                 ),
             ));
         }
-        // application_name holds 63 bytes: the pipeline by a short hash.
-        let prefix = format!(
-            "philotes-worker/{:012x}/",
-            fnv(&[pipeline.as_bytes()]) >> 16
-        );
+        let prefix = member_prefix(pipeline);
         let client = conn
             .clone()
             .application_name(&format!("{prefix}{worker}"))

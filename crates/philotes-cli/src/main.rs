@@ -36,7 +36,7 @@ enum Command {
     /// The production shape's first role: stream the publication into the control database's
     /// buffer (`--buffer-url`), copying tables into Iceberg first. One streams a pipeline; a
     /// second waits as a standby and takes over when the first stops.
-    Ingest(RunArgs),
+    Ingest(IngestArgs),
     /// The production shape's second role (any number): write the buffered changes into the
     /// Iceberg tables, each table by one worker at a time, and maintain them.
     Worker(WorkerArgs),
@@ -150,7 +150,21 @@ struct HealthcheckArgs {
 }
 
 #[derive(Args, Debug)]
+struct IngestArgs {
+    /// Run every pipeline defined through `philotes api` in the control database (started,
+    /// paused, stopped and changed there, without a restart) instead of the one the flags
+    /// describe. Needs PHILOTES_ENCRYPTION_KEY, the API's key.
+    #[arg(long, env = "PHILOTES_MANAGED")]
+    managed: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args, Debug)]
 struct WorkerArgs {
+    /// Write every pipeline defined through `philotes api` (see `ingest --managed`).
+    #[arg(long, env = "PHILOTES_MANAGED")]
+    managed: bool,
     /// This worker's id in the pool, unique per pipeline, up to 34 characters (default: the
     /// host name, which is the pod name in Kubernetes).
     #[arg(long, env = "PHILOTES_WORKER_ID")]
@@ -593,12 +607,64 @@ fn init_logging() {
 
 /// Settings from flags, `PHILOTES_*` variables, the `--config` file and defaults.
 pub(crate) fn settings(args: RunArgs) -> Result<philotes_config::Settings, Error> {
+    layered(args)?.resolve()
+}
+
+/// Flags over the configuration file, not resolved yet.
+fn layered(args: RunArgs) -> Result<Layer, Error> {
     let (config_file, flags) = args.layer();
     let file = match config_file {
         Some(path) => Layer::from_toml_file(&path)?,
         None => Layer::default(),
     };
-    flags.over(file).resolve()
+    let mut layer = flags.over(file);
+    if layer.buffer_url.is_none() {
+        layer.buffer_url = secret_file("PHILOTES_BUFFER_URL_FILE")?;
+    }
+    Ok(layer)
+}
+
+/// The encryption key of stored secrets: PHILOTES_ENCRYPTION_KEY, or the file that
+/// `--encryption-key-file` / PHILOTES_ENCRYPTION_KEY_FILE names.
+fn encryption_key(file: Option<&std::path::Path>) -> Result<Option<Secret>, Error> {
+    match file {
+        Some(path) => Ok(Some(Secret::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "cannot read the encryption key file {}: {e}",
+                            path.display()
+                        ),
+                    )
+                })?
+                .trim()
+                .to_string(),
+        ))),
+        None => Ok(std::env::var("PHILOTES_ENCRYPTION_KEY")
+            .ok()
+            .map(Secret::new)),
+    }
+}
+
+/// `ingest --managed` or `worker --managed`: run the pipelines defined through `philotes api`.
+async fn managed(layer: Layer, role: philotes_pipeline::ManagedRole) -> Result<ExitCode, Error> {
+    let settings = layer.clone().resolve()?;
+    let file = std::env::var_os("PHILOTES_ENCRYPTION_KEY_FILE").map(PathBuf::from);
+    let key = encryption_key(file.as_deref())?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            "--managed runs the pipelines defined through `philotes api` and needs the API's encryption key to open their secrets: set PHILOTES_ENCRYPTION_KEY (or PHILOTES_ENCRYPTION_KEY_FILE) to the key the API runs with",
+        )
+    })?;
+    let cipher = philotes_api::Cipher::from_text(&key)?;
+    let _telemetry = philotes_telemetry::serve(&settings.metrics_addr).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone(), settings.shutdown_timeout);
+    philotes_pipeline::manage(layer, role, cipher, stop).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(args: RunArgs, resync: Resync) -> Result<ExitCode, Error> {
@@ -622,8 +688,12 @@ async fn run(args: RunArgs, resync: Resync) -> Result<ExitCode, Error> {
     Ok(ExitCode::FAILURE)
 }
 
-async fn ingest(args: RunArgs) -> Result<ExitCode, Error> {
-    let settings = settings(args)?;
+async fn ingest(args: IngestArgs) -> Result<ExitCode, Error> {
+    let layer = layered(args.run)?;
+    if args.managed {
+        return managed(layer, philotes_pipeline::ManagedRole::Ingest).await;
+    }
+    let settings = layer.resolve()?;
     let _telemetry = philotes_telemetry::serve(&settings.metrics_addr).await?;
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stop.clone(), settings.shutdown_timeout);
@@ -644,7 +714,11 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode, Error> {
         Some(id) => id,
         None => host_name()?,
     };
-    let settings = settings(args.run)?;
+    let layer = layered(args.run)?;
+    if args.managed {
+        return managed(layer, philotes_pipeline::ManagedRole::Worker(id)).await;
+    }
+    let settings = layer.resolve()?;
     let _telemetry = philotes_telemetry::serve(&settings.metrics_addr).await?;
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stop.clone(), settings.shutdown_timeout);

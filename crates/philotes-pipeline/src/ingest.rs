@@ -151,6 +151,8 @@ async fn backpressure(
     let (high, low) = (settings.buffer_high_rows, settings.buffer_low_rows);
     let task = tokio::spawn(async move {
         let mut failing = false;
+        // Held for a full buffer, and held because an operator paused the pipeline.
+        let (mut full, mut paused) = (false, false);
         loop {
             if client.is_closed()
                 && let Ok(c) = conn.connect().await
@@ -159,7 +161,8 @@ async fn backpressure(
             }
             let depth = client
                 .query_one(
-                    "SELECT count(*) FROM philotes.changes c JOIN philotes.tables t ON t.id = c.table_id WHERE t.pipeline = $1",
+                    "SELECT (SELECT count(*) FROM philotes.changes c JOIN philotes.tables t ON t.id = c.table_id WHERE t.pipeline = $1),
+                            coalesce((SELECT desired = 'paused' FROM philotes.pipeline_specs WHERE slot = $1), false)",
                     &[&pipeline],
                 )
                 .await;
@@ -168,23 +171,34 @@ async fn backpressure(
                     failing = false;
                     let d = row.get::<_, i64>(0).max(0) as u64;
                     philotes_telemetry::buffer_depth(d);
-                    let held = hold.load(Ordering::Relaxed);
-                    if !held && d >= high {
+                    if !full && d >= high {
                         tracing::warn!(
                             buffered = d,
                             high,
                             low,
                             "the buffer is full: ingest stops reading the slot until the workers bring it down (are workers running? `philotes_worker_leases`); the source keeps the WAL meanwhile"
                         );
-                        hold.store(true, Ordering::Relaxed);
-                    } else if held && d <= low {
+                        full = true;
+                    } else if full && d <= low {
                         tracing::info!(
                             buffered = d,
                             low,
                             "the buffer has room again: ingest reads the slot again"
                         );
-                        hold.store(false, Ordering::Relaxed);
+                        full = false;
                     }
+                    let now_paused: bool = row.get(1);
+                    if now_paused != paused {
+                        paused = now_paused;
+                        if paused {
+                            tracing::info!(
+                                "the pipeline is paused: ingest stops reading the slot (the source keeps the WAL) until it is resumed"
+                            );
+                        } else {
+                            tracing::info!("the pipeline is resumed: ingest reads the slot again");
+                        }
+                    }
+                    hold.store(full || paused, Ordering::Relaxed);
                 }
                 Err(e) => {
                     if !failing {

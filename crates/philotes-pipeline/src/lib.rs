@@ -15,6 +15,7 @@
 mod apply;
 pub mod dlq;
 mod ingest;
+mod managed;
 mod progress;
 mod run;
 mod sink;
@@ -23,5 +24,6 @@ mod worker;
 
 pub use dlq::{DeadLetter, DeadLetters, Decision};
 pub use ingest::{ingest, lake_identity};
+pub use managed::{ManagedRole, manage, pipeline_dir, settings_for};
 pub use run::{Resync, RunReport, TableError, run};
 pub use worker::work;

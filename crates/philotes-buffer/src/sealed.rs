@@ -1,4 +1,4 @@
-//! Secrets at rest: source passwords (and, later, S3 keys) are sealed with AES-256-GCM under
+//! Secrets at rest: source passwords and pipelines' destination secrets are sealed with AES-256-GCM under
 //! the API's encryption key before they reach the control database, so a copy of that database
 //! (a backup, a dump) holds no usable secret. API keys are not encrypted but hashed: nothing
 //! ever needs them back.

@@ -1,0 +1,927 @@
+//! Pipelines: a source's publication into a lake. The API only records what the operator
+//! wants (the definition and `running`, `paused` or `stopped`); `philotes ingest` and
+//! `philotes worker` started without `--source` run what is defined and follow every change
+//! within seconds. Status is read from what those roles record (the tables' positions, the
+//! buffer) and from the source's slot.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use philotes_buffer::specs::{Desired, Destination, DestinationSecrets, PIPELINE_SECRETS};
+use philotes_core::Lsn;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::Actor;
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::json::{Body, ListParams, Problems, Validate};
+use crate::store::{audit, db};
+
+/// What the operator asked of a pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PipelineState {
+    /// Ingest streams the slot, workers write the lake.
+    Running,
+    /// Ingest holds the slot without reading it (the source keeps the WAL); workers drain the
+    /// buffer.
+    Paused,
+    /// No role runs the pipeline; the slot is kept, so a start resumes where it stopped.
+    Stopped,
+}
+
+impl From<Desired> for PipelineState {
+    fn from(d: Desired) -> PipelineState {
+        match d {
+            Desired::Running => PipelineState::Running,
+            Desired::Paused => PipelineState::Paused,
+            Desired::Stopped => PipelineState::Stopped,
+        }
+    }
+}
+
+/// Where the tables go. Absent settings are the roles' own (`--warehouse`, `--catalog-uri`…).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationIn {
+    /// `file:///path` or `s3://bucket/path`.
+    #[schema(
+        max_length = 1024,
+        pattern = "^(file:///|s3://)[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    pub warehouse: Option<String>,
+    /// An Iceberg REST catalog (Lakekeeper); absent: the embedded SQL catalog.
+    #[schema(max_length = 1024, pattern = "^https?://[^\\x00-\\x1f\\x7f-\\x9f]+$")]
+    pub catalog_uri: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub catalog_warehouse: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub catalog_prefix: Option<String>,
+    #[schema(max_length = 1024, pattern = "^https?://[^\\x00-\\x1f\\x7f-\\x9f]+$")]
+    pub s3_endpoint: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub s3_region: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub s3_access_key_id: Option<String>,
+    pub s3_path_style: Option<bool>,
+    /// Write-only: sealed, never returned.
+    #[schema(
+        write_only,
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub s3_secret_access_key: Option<String>,
+    /// Write-only: sealed, never returned.
+    #[schema(
+        write_only,
+        min_length = 1,
+        max_length = 4096,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub catalog_token: Option<String>,
+    /// Write-only (`client_id:client_secret`): sealed, never returned.
+    #[schema(
+        write_only,
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub catalog_credential: Option<String>,
+}
+
+/// Where the tables go, as shown (secrets only as whether they are set).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationOut {
+    pub warehouse: Option<String>,
+    pub catalog_uri: Option<String>,
+    pub catalog_warehouse: Option<String>,
+    pub catalog_prefix: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_path_style: Option<bool>,
+    pub has_s3_secret_access_key: bool,
+    pub has_catalog_token: bool,
+    pub has_catalog_credential: bool,
+}
+
+/// A pipeline as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pipeline {
+    pub id: i64,
+    pub name: String,
+    pub source_id: i64,
+    /// The replication slot on the source (also the pipeline's key for the roles).
+    pub slot: String,
+    pub publication: String,
+    /// `schema.table` of a publication Philotes creates; empty: all tables.
+    pub tables: Vec<String>,
+    /// Every table into this Iceberg namespace as `<schema>__<table>__changelog`.
+    pub namespace: Option<String>,
+    pub destination: DestinationOut,
+    /// How often the workers commit to Iceberg (`1s`, `500ms`); absent: the roles' setting.
+    pub flush_interval: Option<String>,
+    pub flush_rows: Option<i64>,
+    pub state: PipelineState,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PipelinePage {
+    pub items: Vec<Pipeline>,
+    /// The `after` of the next page; absent on the last.
+    pub next: Option<String>,
+}
+
+/// A source table, `schema.table`.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct TableRef(pub String);
+
+impl utoipa::PartialSchema for TableRef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A source table, `schema.table`"))
+            .max_length(Some(200))
+            .pattern(Some(
+                "^[^.\\x00-\\x1f\\x7f-\\x9f]+\\.[^\\x00-\\x1f\\x7f-\\x9f]+$",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for TableRef {}
+
+/// A new pipeline (created `stopped`: start it when the definition is right).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineCreate {
+    /// Unique; 1 to 63 of a-z, 0-9, - and _.
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9][a-z0-9_-]*$")]
+    pub name: String,
+    #[serde(deserialize_with = "crate::json::integral")]
+    pub source_id: i64,
+    /// Default: `philotes_<name>` (created if missing).
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z_][a-z0-9_]*$")]
+    pub publication: Option<String>,
+    /// `schema.table` for the publication Philotes creates; absent or empty: all tables.
+    #[schema(max_items = 1000)]
+    pub tables: Option<Vec<TableRef>>,
+    /// Default: `philotes_<name>`; unique among pipelines.
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z_][a-z0-9_]*$")]
+    pub slot: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub destination: DestinationIn,
+    /// A positive duration: `500ms`, `1s`, `5m`.
+    #[schema(pattern = "^0*[1-9][0-9]{0,8}(ms|s|m|h)$")]
+    pub flush_interval: Option<String>,
+    #[serde(default, deserialize_with = "crate::json::integral_opt")]
+    #[schema(minimum = 1, maximum = 1000000000)]
+    pub flush_rows: Option<i64>,
+}
+
+fn identifier(p: &mut Problems, field: &str, v: &str) {
+    let ok = !v.is_empty()
+        && v.len() <= 63
+        && v.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    p.check(
+        ok,
+        field,
+        "1 to 63 of a-z, 0-9 and _, not starting with a digit",
+    );
+}
+
+fn optional_text(p: &mut Problems, field: &str, v: &Option<String>, max: usize) {
+    if let Some(v) = v {
+        p.text(field, v, max);
+    }
+}
+
+impl Validate for PipelineCreate {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut p = Problems::default();
+        p.name("name", &self.name);
+        if let Some(v) = &self.publication {
+            identifier(&mut p, "publication", v);
+        }
+        if let Some(v) = &self.slot {
+            identifier(&mut p, "slot", v);
+        }
+        if let Some(tables) = &self.tables {
+            p.check(tables.len() <= 1000, "tables", "at most 1000 tables");
+            for (i, TableRef(t)) in tables.iter().enumerate() {
+                let ok = t.split_once('.').is_some_and(|(s, n)| {
+                    !s.is_empty()
+                        && !n.is_empty()
+                        && t.chars().count() <= 200
+                        && !t.chars().any(char::is_control)
+                });
+                p.check(ok, &format!("tables[{i}]"), "`schema.table`");
+            }
+        }
+        optional_text(&mut p, "namespace", &self.namespace, 255);
+        if let Some(f) = &self.flush_interval {
+            let ok =
+                f.len() <= 16 && philotes_config::parse_duration(f).is_ok_and(|d| !d.is_zero());
+            p.check(
+                ok,
+                "flush_interval",
+                "a positive duration, like `1s` or `500ms`",
+            );
+        }
+        if let Some(r) = self.flush_rows {
+            p.check(
+                (1..=1_000_000_000).contains(&r),
+                "flush_rows",
+                "1 to 1000000000",
+            );
+        }
+        let d = &self.destination;
+        if let Some(w) = &d.warehouse {
+            p.check(
+                (w.len() > 8 && w.starts_with("file:///") || w.len() > 5 && w.starts_with("s3://"))
+                    && w.chars().count() <= 1024
+                    && !w.chars().any(char::is_control),
+                "destination.warehouse",
+                "`file:///path` or `s3://bucket/path`",
+            );
+        }
+        for (field, v) in [
+            ("destination.catalog_uri", &d.catalog_uri),
+            ("destination.s3_endpoint", &d.s3_endpoint),
+        ] {
+            if let Some(u) = v {
+                p.check(
+                    (u.len() > 7 && u.starts_with("http://")
+                        || u.len() > 8 && u.starts_with("https://"))
+                        && u.chars().count() <= 1024
+                        && !u.chars().any(char::is_control),
+                    field,
+                    "an http:// or https:// URL",
+                );
+            }
+        }
+        optional_text(
+            &mut p,
+            "destination.catalog_warehouse",
+            &d.catalog_warehouse,
+            255,
+        );
+        optional_text(&mut p, "destination.catalog_prefix", &d.catalog_prefix, 255);
+        optional_text(&mut p, "destination.s3_region", &d.s3_region, 64);
+        optional_text(
+            &mut p,
+            "destination.s3_access_key_id",
+            &d.s3_access_key_id,
+            255,
+        );
+        optional_text(
+            &mut p,
+            "destination.s3_secret_access_key",
+            &d.s3_secret_access_key,
+            1024,
+        );
+        optional_text(&mut p, "destination.catalog_token", &d.catalog_token, 4096);
+        optional_text(
+            &mut p,
+            "destination.catalog_credential",
+            &d.catalog_credential,
+            1024,
+        );
+        p.0
+    }
+}
+
+const COLUMNS: &str = "id, name, source_id, slot, publication, tables, namespace, destination, \
+     secrets_enc IS NOT NULL, flush_interval, flush_rows, desired, created_at, updated_at, \
+     coalesce(secret_names, '{}')";
+
+fn pipeline_of(r: &tokio_postgres::Row) -> Pipeline {
+    let d: Destination =
+        serde_json::from_value(r.get::<_, serde_json::Value>(7)).unwrap_or_default();
+    let secret_names: Vec<String> = r.get(14);
+    let has = |n: &str| secret_names.iter().any(|s| s == n);
+    Pipeline {
+        id: r.get(0),
+        name: r.get(1),
+        source_id: r.get(2),
+        slot: r.get(3),
+        publication: r.get(4),
+        tables: r.get(5),
+        namespace: r.get(6),
+        destination: DestinationOut {
+            warehouse: d.warehouse,
+            catalog_uri: d.catalog_uri,
+            catalog_warehouse: d.catalog_warehouse,
+            catalog_prefix: d.catalog_prefix,
+            s3_endpoint: d.s3_endpoint,
+            s3_region: d.s3_region,
+            s3_access_key_id: d.s3_access_key_id,
+            s3_path_style: d.s3_path_style,
+            has_s3_secret_access_key: has("s3_secret_access_key"),
+            has_catalog_token: has("catalog_token"),
+            has_catalog_credential: has("catalog_credential"),
+        },
+        flush_interval: r.get(9),
+        flush_rows: r.get(10),
+        state: Desired::parse(r.get::<_, &str>(11)).into(),
+        created_at: r.get(12),
+        updated_at: r.get(13),
+    }
+}
+
+fn pipeline_id(raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>()
+        .map_err(|_| ApiError::not_found(format!("pipeline {raw}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/pipelines", tag = "pipelines",
+    params(ListParams),
+    responses((status = 200, body = PipelinePage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// List pipelines by id.
+pub async fn list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<PipelinePage>> {
+    let p = ListParams::from_uri(&uri)?;
+    let mut conn = s.store().get().await?;
+    let rows = conn
+        .client()?
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM philotes.pipeline_specs WHERE id > $1 ORDER BY id LIMIT $2"
+            ),
+            &[&p.after_id(), &(p.limit() + 1)],
+        )
+        .await
+        .map_err(db)?;
+    let mut items: Vec<Pipeline> = rows.iter().map(pipeline_of).collect();
+    let next = if items.len() as i64 > p.limit() {
+        items.truncate(p.limit() as usize);
+        items.last().map(|x| crate::json::cursor(x.id))
+    } else {
+        None
+    };
+    Ok(Json(PipelinePage { items, next }))
+}
+
+#[utoipa::path(post, path = "/api/v1/pipelines", tag = "pipelines",
+    request_body = PipelineCreate,
+    responses((status = 201, body = Pipeline, headers(("Location" = String, description = "The new pipeline's path"))), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Define a pipeline (stopped until started).
+pub async fn create(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    body: Body<PipelineCreate>,
+) -> ApiResult<impl IntoResponse> {
+    let b = body.value;
+    let default_name = format!("philotes_{}", b.name.replace('-', "_"));
+    let slot = b.slot.clone().unwrap_or_else(|| default_name.clone());
+    let publication = b.publication.clone().unwrap_or(default_name);
+    if slot.len() > 63 {
+        return Err(ApiError::invalid(vec![FieldError {
+            field: "slot".into(),
+            message:
+                "the default slot name (philotes_<name>) is too long: give a shorter name or a slot"
+                    .into(),
+        }]));
+    }
+    let d = b.destination;
+    let destination = Destination {
+        warehouse: d.warehouse,
+        catalog_uri: d.catalog_uri,
+        catalog_warehouse: d.catalog_warehouse,
+        catalog_prefix: d.catalog_prefix,
+        s3_endpoint: d.s3_endpoint,
+        s3_region: d.s3_region,
+        s3_access_key_id: d.s3_access_key_id,
+        s3_path_style: d.s3_path_style,
+    };
+    let secrets = DestinationSecrets {
+        s3_secret_access_key: d.s3_secret_access_key,
+        catalog_token: d.catalog_token,
+        catalog_credential: d.catalog_credential,
+    };
+    let mut secret_names: Vec<&str> = Vec::new();
+    for (n, v) in [
+        ("s3_secret_access_key", &secrets.s3_secret_access_key),
+        ("catalog_token", &secrets.catalog_token),
+        ("catalog_credential", &secrets.catalog_credential),
+    ] {
+        if v.is_some() {
+            secret_names.push(n);
+        }
+    }
+    let sealed = if secret_names.is_empty() {
+        None
+    } else {
+        let text = serde_json::to_string(&secrets).map_err(|e| ApiError::internal(&e))?;
+        Some(s.cipher().seal(PIPELINE_SECRETS, text.as_bytes())?)
+    };
+    let destination = serde_json::to_value(&destination).map_err(|e| ApiError::internal(&e))?;
+    let tables: Vec<String> = b
+        .tables
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    let mut conn = s.store().get().await?;
+    let tx = conn.client()?.transaction().await.map_err(db)?;
+    let source = tx
+        .query_opt(
+            "SELECT 1 FROM philotes.sources WHERE id = $1 FOR SHARE",
+            &[&b.source_id],
+        )
+        .await
+        .map_err(db)?;
+    if source.is_none() {
+        return Err(ApiError::not_found(format!(
+            "source {} (`source_id`)",
+            b.source_id
+        )));
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO philotes.pipeline_specs (name, source_id, slot, publication, tables, namespace,
+                    destination, secrets_enc, secret_names, flush_interval, flush_rows)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+            ),
+            &[
+                &b.name,
+                &b.source_id,
+                &slot,
+                &publication,
+                &tables,
+                &b.namespace,
+                &destination,
+                &sealed,
+                &secret_names,
+                &b.flush_interval,
+                &b.flush_rows,
+            ],
+        )
+        .await
+        .map_err(|e| match db(e) {
+            e if e.status() == StatusCode::CONFLICT => ApiError::conflict(format!(
+                "a pipeline named {} or with slot {slot} exists already",
+                b.name
+            )),
+            e => e,
+        })?;
+    let p = pipeline_of(&row);
+    audit(
+        &tx,
+        &actor,
+        "pipeline.create",
+        &format!("pipelines/{}", p.id),
+        serde_json::json!({"name": p.name, "source_id": p.source_id, "slot": p.slot}),
+    )
+    .await?;
+    tx.commit().await.map_err(db)?;
+    let location = format!("/api/v1/pipelines/{}", p.id);
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, location)],
+        Json(p),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/pipelines/{id}", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id")),
+    responses((status = 200, body = Pipeline), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// One pipeline's definition and state.
+pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Pipeline>> {
+    let id = pipeline_id(&id)?;
+    let mut conn = s.store().get().await?;
+    let row = conn
+        .client()?
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM philotes.pipeline_specs WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(db)?;
+    row.map(|r| Json(pipeline_of(&r)))
+        .ok_or_else(|| ApiError::not_found(format!("pipeline {id}")))
+}
+
+/// Move a pipeline to `to` from one of `from`.
+async fn transition(
+    s: &AppState,
+    actor: &Actor,
+    raw_id: &str,
+    to: Desired,
+    from: &[Desired],
+    action: &str,
+) -> ApiResult<Json<Pipeline>> {
+    let id = pipeline_id(raw_id)?;
+    let mut conn = s.store().get().await?;
+    let tx = conn.client()?.transaction().await.map_err(db)?;
+    let row = tx
+        .query_opt(
+            "SELECT desired FROM philotes.pipeline_specs WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(db)?;
+    let Some(row) = row else {
+        return Err(ApiError::not_found(format!("pipeline {id}")));
+    };
+    let now = Desired::parse(row.get::<_, &str>(0));
+    if now != to && !from.contains(&now) {
+        return Err(ApiError::conflict(format!(
+            "the pipeline is {}; {action} applies to a pipeline that is {}",
+            now.as_str(),
+            from.iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )));
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE philotes.pipeline_specs SET desired = $2 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &to.as_str()],
+        )
+        .await
+        .map_err(db)?;
+    if now != to {
+        audit(
+            &tx,
+            actor,
+            &format!("pipeline.{action}"),
+            &format!("pipelines/{id}"),
+            serde_json::json!({"from": now.as_str(), "to": to.as_str()}),
+        )
+        .await?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(Json(pipeline_of(&row)))
+}
+
+macro_rules! action {
+    ($fn:ident, $path:literal, $to:expr, [$($from:expr),*], $name:literal, $doc:literal) => {
+        #[utoipa::path(post, path = $path, tag = "pipelines",
+            params(("id" = i64, Path, description = "The pipeline's id")),
+            responses((status = 200, body = Pipeline), (status = 409, description = "Not in a state this applies to", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+        #[doc = $doc]
+        pub async fn $fn(
+            State(s): State<AppState>,
+            axum::Extension(actor): axum::Extension<Actor>,
+            Path(id): Path<String>,
+        ) -> ApiResult<Json<Pipeline>> {
+            transition(&s, &actor, &id, $to, &[$($from),*], $name).await
+        }
+    };
+}
+
+action!(
+    start,
+    "/api/v1/pipelines/{id}/start",
+    Desired::Running,
+    [Desired::Stopped, Desired::Paused],
+    "start",
+    "Run the pipeline: ingest and the workers pick it up within seconds."
+);
+action!(
+    stop,
+    "/api/v1/pipelines/{id}/stop",
+    Desired::Stopped,
+    [Desired::Running, Desired::Paused],
+    "stop",
+    "Stop the pipeline (at a transaction boundary); its slot is kept, so a start resumes where it stopped."
+);
+action!(
+    pause,
+    "/api/v1/pipelines/{id}/pause",
+    Desired::Paused,
+    [Desired::Running],
+    "pause",
+    "Pause reading the source (the source keeps the WAL meanwhile); the workers drain what is buffered."
+);
+action!(
+    resume,
+    "/api/v1/pipelines/{id}/resume",
+    Desired::Running,
+    [Desired::Paused],
+    "resume",
+    "Read the source again after a pause."
+);
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// Delete even when the source cannot be reached to drop the slot (drop it yourself).
+    pub force: Option<bool>,
+}
+
+#[utoipa::path(delete, path = "/api/v1/pipelines/{id}", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id"), DeleteParams),
+    responses((status = 204, description = "Deleted: its slot dropped, its buffer emptied; the lake tables stay"), (status = 409, description = "Not stopped, still stopping, or the source cannot be reached", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Delete a stopped pipeline: its slot on the source is dropped (so the source frees the WAL it
+/// kept) and its buffered changes go; its Iceberg tables stay.
+pub async fn delete(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult<StatusCode> {
+    let id = pipeline_id(&id)?;
+    let force = axum::extract::Query::<DeleteParams>::try_from_uri(&uri)
+        .map_err(|e| {
+            ApiError::invalid(vec![FieldError {
+                field: "query".into(),
+                message: e.body_text(),
+            }])
+        })?
+        .0
+        .force
+        .unwrap_or(false);
+    let (slot, source_id, desired) = {
+        let mut conn = s.store().get().await?;
+        let row = conn
+            .client()?
+            .query_opt(
+                "SELECT slot, source_id, desired FROM philotes.pipeline_specs WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(db)?;
+        let Some(row) = row else {
+            return Err(ApiError::not_found(format!("pipeline {id}")));
+        };
+        (
+            row.get::<_, String>(0),
+            row.get::<_, i64>(1),
+            Desired::parse(row.get::<_, &str>(2)),
+        )
+    };
+    if desired != Desired::Stopped {
+        return Err(ApiError::conflict(format!(
+            "the pipeline is {}: stop it first (POST /api/v1/pipelines/{id}/stop)",
+            desired.as_str()
+        )));
+    }
+    let mut slot_dropped = false;
+    match crate::sources::connect(&s, source_id).await? {
+        Ok(client) => {
+            let row = client
+                .query_opt(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .await
+                .map_err(|e| {
+                    ApiError::unreachable(format!("cannot look at the slot {slot}: {e}"))
+                })?;
+            match row {
+                Some(r) if r.get::<_, bool>(0) => {
+                    return Err(ApiError::conflict(format!(
+                        "the pipeline is still stopping (its slot {slot} is in use); try again in a few seconds"
+                    )));
+                }
+                Some(_) => {
+                    client
+                        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+                        .await
+                        .map_err(|e| {
+                            ApiError::conflict(format!("cannot drop the slot {slot}: {e}"))
+                        })?;
+                    slot_dropped = true;
+                }
+                None => {}
+            }
+        }
+        Err(message) if !force => {
+            return Err(ApiError::unreachable(format!(
+                "cannot reach the source to drop the slot {slot} ({message}); fix the source, or delete with ?force=true and drop the slot yourself (SELECT pg_drop_replication_slot('{slot}'))"
+            )));
+        }
+        Err(_) => {}
+    }
+    let mut conn = s.store().get().await?;
+    let tx = conn.client()?.transaction().await.map_err(db)?;
+    for statement in [
+        "DELETE FROM philotes.changes WHERE table_id IN (SELECT id FROM philotes.tables WHERE pipeline = $1)",
+        "DELETE FROM philotes.relations WHERE table_id IN (SELECT id FROM philotes.tables WHERE pipeline = $1)",
+        "DELETE FROM philotes.dead_letters WHERE pipeline = $1",
+        "DELETE FROM philotes.pipelines WHERE name = $1",
+    ] {
+        tx.execute(statement, &[&slot]).await.map_err(db)?;
+    }
+    tx.execute("DELETE FROM philotes.pipeline_specs WHERE id = $1", &[&id])
+        .await
+        .map_err(db)?;
+    audit(
+        &tx,
+        &actor,
+        "pipeline.delete",
+        &format!("pipelines/{id}"),
+        serde_json::json!({"slot": slot, "slot_dropped": slot_dropped}),
+    )
+    .await?;
+    tx.commit().await.map_err(db)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The state of one table of a running pipeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableStatus {
+    /// `schema.table` on the source.
+    pub name: String,
+    /// `waiting` (no copy yet), `copying`, `streaming`, `stopped` (see `stopped_reason`) or
+    /// `needs_copy` (a worker asked ingest to copy it again).
+    pub state: String,
+    pub stopped_reason: Option<String>,
+    /// Every change of the table that committed below this is buffered (or in the lake).
+    pub buffered_lsn: Option<String>,
+    /// Every change below this is in Iceberg.
+    pub lake_lsn: Option<String>,
+    /// The consistent point of its last copy.
+    pub copied_at_lsn: Option<String>,
+    /// Changes buffered and not yet in Iceberg.
+    pub buffered_changes: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The source's slot, as the source reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlotStatus {
+    /// A role (ingest) is connected to it.
+    pub active: bool,
+    pub confirmed_lsn: Option<String>,
+    /// WAL the source keeps for the slot.
+    pub retained_bytes: Option<i64>,
+    /// `reserved`, `extended`, `unreserved` or `lost`.
+    pub wal_status: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PipelineStatus {
+    pub state: PipelineState,
+    /// Every change committed on the source below this is buffered.
+    pub buffered_lsn: Option<String>,
+    /// Changes buffered and not yet in Iceberg, over all tables.
+    pub buffer_depth: i64,
+    /// The workers connected for this pipeline.
+    pub workers: Vec<String>,
+    /// Absent when the slot does not exist (yet), or the source cannot be reached (see
+    /// `source_error`).
+    pub slot: Option<SlotStatus>,
+    pub source_error: Option<String>,
+    pub tables: Vec<TableStatus>,
+}
+
+fn lsn(v: Option<i64>) -> Option<String> {
+    v.map(|v| Lsn(v as u64).to_string())
+}
+
+#[utoipa::path(get, path = "/api/v1/pipelines/{id}/status", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id")),
+    responses((status = 200, body = PipelineStatus), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// What the pipeline is doing: each table's state and position, the buffer, the workers and
+/// the source's slot.
+pub async fn status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PipelineStatus>> {
+    let id = pipeline_id(&id)?;
+    let (slot, source_id, desired, buffered, tables, workers) = {
+        let mut conn = s.store().get().await?;
+        let client = conn.client()?;
+        let row = client
+            .query_opt(
+                "SELECT p.slot, p.source_id, p.desired, x.buffered_lsn
+                 FROM philotes.pipeline_specs p LEFT JOIN philotes.pipelines x ON x.name = p.slot
+                 WHERE p.id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(db)?;
+        let Some(row) = row else {
+            return Err(ApiError::not_found(format!("pipeline {id}")));
+        };
+        let slot: String = row.get(0);
+        let tables = client
+            .query(
+                "SELECT t.name, t.stopped, t.buffered, t.watermark, t.snapshot_lsn, t.copying, t.recopy, t.updated_at,
+                        (SELECT count(*) FROM philotes.changes c WHERE c.table_id = t.id)
+                 FROM philotes.tables t WHERE t.pipeline = $1 ORDER BY t.name",
+                &[&slot],
+            )
+            .await
+            .map_err(db)?;
+        let prefix = philotes_buffer::pool::member_prefix(&slot);
+        let workers: Vec<String> = client
+            .query(
+                "SELECT substr(application_name, length($1::text) + 1) FROM pg_stat_activity
+                 WHERE starts_with(application_name, $1::text) ORDER BY 1",
+                &[&prefix],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        (
+            slot,
+            row.get::<_, i64>(1),
+            Desired::parse(row.get::<_, &str>(2)),
+            row.get::<_, Option<i64>>(3),
+            tables,
+            workers,
+        )
+    };
+    let tables: Vec<TableStatus> = tables
+        .iter()
+        .map(|r| {
+            let stopped: Option<String> = r.get(1);
+            let snapshot: Option<i64> = r.get(4);
+            let state = if stopped.is_some() {
+                "stopped"
+            } else if r.get::<_, bool>(5) {
+                "copying"
+            } else if r.get::<_, Option<String>>(6).is_some() {
+                "needs_copy"
+            } else if snapshot.is_none() {
+                "waiting"
+            } else {
+                "streaming"
+            };
+            TableStatus {
+                name: r.get(0),
+                state: state.into(),
+                stopped_reason: stopped,
+                buffered_lsn: lsn(r.get(2)),
+                lake_lsn: lsn(r.get(3)),
+                copied_at_lsn: lsn(snapshot),
+                buffered_changes: r.get(8),
+                updated_at: r.get(7),
+            }
+        })
+        .collect();
+    let (slot_status, source_error) = match crate::sources::connect(&s, source_id).await? {
+        Ok(client) => match client
+            .query_opt(
+                "SELECT active, confirmed_flush_lsn::text, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+        {
+            Ok(row) => (
+                row.map(|r| SlotStatus {
+                    active: r.get(0),
+                    confirmed_lsn: r.get(1),
+                    retained_bytes: r.get(2),
+                    wal_status: r.get(3),
+                }),
+                None,
+            ),
+            Err(e) => (None, Some(format!("cannot read the slot: {e}"))),
+        },
+        Err(message) => (None, Some(message)),
+    };
+    Ok(Json(PipelineStatus {
+        state: desired.into(),
+        buffered_lsn: lsn(buffered.filter(|b| *b > 0)),
+        buffer_depth: tables.iter().map(|t| t.buffered_changes).sum(),
+        workers,
+        slot: slot_status,
+        source_error,
+        tables,
+    }))
+}
