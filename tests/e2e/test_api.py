@@ -428,3 +428,80 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
                 assert r.stop() == 0, r.tail()
         for src in sources.values():
             src.close()
+
+
+def managed_roles(api, tmp_path, data):
+    """A managed ingest and worker over the API's control database."""
+    os.environ["PHILOTES_ENCRYPTION_KEY"] = ENCRYPTION_KEY
+    try:
+        common = ["--managed", "--buffer-url", api.ctl, "--data-dir", str(data), "--metrics-addr", "off"]
+        return [Role(["ingest", *common], tmp_path / "ingest.log"),
+                Role(["worker", "--worker-id", "w1", *common], tmp_path / "w1.log")]
+    finally:
+        os.environ.pop("PHILOTES_ENCRYPTION_KEY")
+
+
+def test_dead_letters_and_resync_through_the_api(api, source, tmp_path):
+    from test_service import lake_equals_source
+    admin, operate, read = api.key("admin"), api.key("operate"), api.key("read")
+    source.sql("CREATE TABLE prices (id int PRIMARY KEY, p numeric(6,2))")
+    source.sql("CREATE TABLE other (id int PRIMARY KEY, v text)")
+    source.sql("INSERT INTO prices VALUES (1, 1.50)")
+    source.sql("INSERT INTO other SELECT g, 'v' FROM generate_series(1, 100) g")
+    s, _, src = api.call("POST", "/api/v1/sources", body=source_body(source, name="shop", user="postgres"), key=admin)
+    assert s == 201
+    s, _, p = api.call("POST", "/api/v1/pipelines", key=admin,
+                       body={"name": "shop", "source_id": src["id"], "flush_interval": "200ms"})
+    assert s == 201
+    pid = p["id"]
+    data = tmp_path / "data"
+    roles = managed_roles(api, tmp_path, data)
+    try:
+        assert api.call("POST", f"/api/v1/pipelines/{pid}/start", key=operate)[0] == 200
+        source.data_dir = data / "philotes_shop"
+        wait_for("the catalog", lambda: (source.data_dir / "catalog.db").exists(), timeout=120)
+        lake = source.lake()
+        wait_for("the copies", lambda: lake_equals_source(source, lake, [("prices", ["id"]), ("other", ["id"])]),
+                 timeout=180, every=0.5)
+        with source.conn.transaction():
+            source.sql("INSERT INTO prices VALUES (2, 2.00)")
+            source.sql("INSERT INTO prices VALUES (3, 'NaN')")
+        source.sql("INSERT INTO prices VALUES (4, 4.00)")
+
+        def letters():
+            s, _, body = api.call("GET", f"/api/v1/pipelines/{pid}/dead-letters", key=read)
+            assert s == 200, body
+            return body
+        (d,) = wait_for("the dead letter", letters, timeout=120, every=0.5)
+        assert (d["table"], d["op"], d["column"], d["state"]) == ("public.prices", "I", "p", "open"), d
+        st = api.call("GET", f"/api/v1/pipelines/{pid}/status", key=read)[2]
+        by_name = {t["name"]: t for t in st["tables"]}
+        assert by_name["public.prices"]["state"] == "stopped" and "cannot convert" in by_name["public.prices"]["stopped_reason"]
+        problem(*api.call("POST", f"/api/v1/pipelines/{pid}/dead-letters/{d['id']}/skip", body={}, key=read), 403)
+        problem(*api.call("POST", f"/api/v1/pipelines/{pid}/dead-letters/999999/skip", body={}, key=operate), 404)
+        s, _, decided = api.call("POST", f"/api/v1/pipelines/{pid}/dead-letters/{d['id']}/skip",
+                                 body={"note": "NaN from the old importer"}, key=operate)
+        assert s == 200 and decided["state"] == "skipped" and decided["note"] == "NaN from the old importer", decided
+        problem(*api.call("POST", f"/api/v1/pipelines/{pid}/dead-letters/{d['id']}/retry", body={}, key=operate), 409)
+
+        def prices():
+            return {k[0] for k in lake.current_state("public.prices__changelog", ["id"])}
+        wait_for("the table to go on", lambda: prices() == {1, 2, 4}, timeout=120, every=0.5)
+        # Resync: the table is copied again from the source (3, now valid, comes with it).
+        source.sql("UPDATE prices SET p = 3.00 WHERE id = 3")
+        b = problem(*api.call("POST", f"/api/v1/pipelines/{pid}/resync", body={"tables": ["public.nope"]}, key=operate), 404)
+        assert "public.nope" in b["detail"]
+        s, _, started = api.call("POST", f"/api/v1/pipelines/{pid}/resync", body={"tables": ["public.prices"]}, key=operate)
+        assert s == 202 and started["tables"] == ["public.prices"], started
+        wait_for("the resync", lambda: lake_equals_source(source, lake, [("prices", ["id"]), ("other", ["id"])]),
+                 timeout=180, every=0.5)
+        snapshots = [r for r in lake.changelog("public.prices__changelog") if r["_cdc_op"] == "S"]
+        assert {r["id"] for r in snapshots} >= {1, 2, 3, 4}, snapshots
+        actions = [e["action"] for e in api.call("GET", "/api/v1/audit", key=admin)[2]["items"]]
+        assert "dead-letter.skip" in actions and "pipeline.resync" in actions
+        for r in roles:
+            assert r.alive(), r.tail()
+    finally:
+        for r in roles:
+            if r.alive():
+                assert r.stop() == 0, r.tail()

@@ -201,7 +201,7 @@ pub struct PipelineCreate {
     #[serde(default)]
     pub destination: DestinationIn,
     /// A positive duration: `500ms`, `1s`, `5m`.
-    #[schema(pattern = "^0*[1-9][0-9]{0,8}(ms|s|m|h)$")]
+    #[schema(pattern = "^[1-9][0-9]{0,8}(ms|s|m|h)$")]
     pub flush_interval: Option<String>,
     #[serde(default, deserialize_with = "crate::json::integral_opt")]
     #[schema(minimum = 1, maximum = 1000000000)]
@@ -253,8 +253,13 @@ impl Validate for PipelineCreate {
         }
         optional_text(&mut p, "namespace", &self.namespace, 255);
         if let Some(f) = &self.flush_interval {
-            let ok =
-                f.len() <= 16 && philotes_config::parse_duration(f).is_ok_and(|d| !d.is_zero());
+            let digits = f.trim_end_matches(['m', 's', 'h']);
+            let unit = &f[digits.len()..];
+            let ok = matches!(unit, "ms" | "s" | "m" | "h")
+                && (1..=9).contains(&digits.len())
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && !digits.starts_with('0')
+                && philotes_config::parse_duration(f).is_ok_and(|d| !d.is_zero());
             p.check(
                 ok,
                 "flush_interval",
@@ -924,4 +929,265 @@ pub async fn status(
         source_error,
         tables,
     }))
+}
+
+/// A change that could not be written: its table stopped at it until it is skipped or retried.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetter {
+    pub id: i64,
+    /// `schema.table`.
+    pub table: String,
+    /// The transaction's commit position.
+    pub lsn: String,
+    /// Its place among the table's changes in the transaction.
+    pub position: Option<i64>,
+    /// `I`, `U`, `D`, `T` or `S` (a copied row).
+    pub op: String,
+    pub column: Option<String>,
+    pub error: String,
+    /// The row as received (column to value).
+    #[schema(value_type = Object)]
+    pub row: serde_json::Value,
+    pub time: String,
+    /// `open`, `skipped` or `retried`.
+    pub state: String,
+    pub note: Option<String>,
+}
+
+impl From<philotes_buffer::DeadLetterRow> for DeadLetter {
+    fn from(d: philotes_buffer::DeadLetterRow) -> DeadLetter {
+        DeadLetter {
+            id: d.id,
+            table: d.table,
+            lsn: d.lsn,
+            position: d.position,
+            op: d.op,
+            column: d.column,
+            error: d.error,
+            row: d.row,
+            time: d.time,
+            state: d.state,
+            note: d.note,
+        }
+    }
+}
+
+/// The slot of pipeline `raw_id` (its key for the roles).
+async fn slot_of(s: &AppState, raw_id: &str) -> ApiResult<(i64, String)> {
+    let id = pipeline_id(raw_id)?;
+    let mut conn = s.store().get().await?;
+    let row = conn
+        .client()?
+        .query_opt(
+            "SELECT slot FROM philotes.pipeline_specs WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(db)?;
+    row.map(|r| (id, r.get(0)))
+        .ok_or_else(|| ApiError::not_found(format!("pipeline {id}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/pipelines/{id}/dead-letters", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id")),
+    responses((status = 200, body = [DeadLetter]), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// The pipeline's dead letters, oldest first (decided ones too).
+pub async fn dead_letters(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<DeadLetter>>> {
+    let (_, slot) = slot_of(&s, &id).await?;
+    let mut conn = s.store().get().await?;
+    let found = philotes_buffer::tables::dead_letters(conn.client()?, Some(&slot)).await?;
+    Ok(Json(found.into_iter().map(DeadLetter::from).collect()))
+}
+
+/// Why an operator decided as they did.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub note: Option<String>,
+}
+
+impl Validate for Decision {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut p = Problems::default();
+        optional_text(&mut p, "note", &self.note, 1000);
+        p.0
+    }
+}
+
+async fn decide(
+    s: &AppState,
+    actor: &Actor,
+    raw_id: &str,
+    raw_letter: &str,
+    state: &str,
+    note: Option<&str>,
+) -> ApiResult<Json<DeadLetter>> {
+    let (id, slot) = slot_of(s, raw_id).await?;
+    let letter: i64 = raw_letter
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("dead letter {raw_letter}")))?;
+    let mut conn = s.store().get().await?;
+    let client = conn.client()?;
+    let row = client
+        .query_opt(
+            "SELECT state FROM philotes.dead_letters WHERE id = $1 AND pipeline = $2",
+            &[&letter, &slot],
+        )
+        .await
+        .map_err(db)?;
+    let Some(row) = row else {
+        return Err(ApiError::not_found(format!(
+            "dead letter {letter} of pipeline {id}"
+        )));
+    };
+    let now: String = row.get(0);
+    if now != "open" {
+        return Err(ApiError::conflict(format!(
+            "dead letter {letter} is {now} already; only an open one can be decided"
+        )));
+    }
+    let mut tx = client.transaction().await.map_err(db)?;
+    let decided = philotes_buffer::tables::decide_dead_letter(&mut tx, letter, state, note).await?;
+    audit(
+        &tx,
+        actor,
+        &format!(
+            "dead-letter.{}",
+            if state == "skipped" { "skip" } else { "retry" }
+        ),
+        &format!("pipelines/{id}/dead-letters/{letter}"),
+        serde_json::json!({"table": decided.table, "lsn": decided.lsn, "note": note}),
+    )
+    .await?;
+    tx.commit().await.map_err(db)?;
+    Ok(Json(decided.into()))
+}
+
+#[utoipa::path(post, path = "/api/v1/pipelines/{id}/dead-letters/{letter}/skip", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id"), ("letter" = i64, Path, description = "The dead letter's id")),
+    request_body = Decision,
+    responses((status = 200, body = DeadLetter), (status = 409, description = "Decided already", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Leave the change out of the lake (exactly that one change); its table goes on.
+pub async fn skip(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path((id, letter)): Path<(String, String)>,
+    body: Body<Decision>,
+) -> ApiResult<Json<DeadLetter>> {
+    decide(
+        &s,
+        &actor,
+        &id,
+        &letter,
+        "skipped",
+        body.value.note.as_deref(),
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/pipelines/{id}/dead-letters/{letter}/retry", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id"), ("letter" = i64, Path, description = "The dead letter's id")),
+    request_body = Decision,
+    responses((status = 200, body = DeadLetter), (status = 409, description = "Decided already", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Try the change again (after fixing what made it fail); its table goes on from it.
+pub async fn retry(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path((id, letter)): Path<(String, String)>,
+    body: Body<Decision>,
+) -> ApiResult<Json<DeadLetter>> {
+    decide(
+        &s,
+        &actor,
+        &id,
+        &letter,
+        "retried",
+        body.value.note.as_deref(),
+    )
+    .await
+}
+
+/// Which tables to copy again.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResyncRequest {
+    /// `schema.table` of the pipeline's tables; empty: every table.
+    #[schema(max_items = 1000)]
+    pub tables: Vec<TableRef>,
+}
+
+impl Validate for ResyncRequest {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut p = Problems::default();
+        p.check(self.tables.len() <= 1000, "tables", "at most 1000 tables");
+        p.0
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResyncStarted {
+    /// The tables ingest copies again (each is `needs_copy`, then `copying`, in the status).
+    pub tables: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/pipelines/{id}/resync", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id")),
+    request_body = ResyncRequest,
+    responses((status = 202, body = ResyncStarted), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Copy tables again (a stopped table is made whole this way): ingest copies each within
+/// seconds while the others stream on, and the lake's changelog records the copy.
+pub async fn resync(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(id): Path<String>,
+    body: Body<ResyncRequest>,
+) -> ApiResult<(StatusCode, Json<ResyncStarted>)> {
+    let (id, slot) = slot_of(&s, &id).await?;
+    let wanted: Vec<String> = body.value.tables.into_iter().map(|t| t.0).collect();
+    let mut conn = s.store().get().await?;
+    let tx = conn.client()?.transaction().await.map_err(db)?;
+    let known: Vec<String> = tx
+        .query(
+            "SELECT name FROM philotes.tables WHERE pipeline = $1 ORDER BY name",
+            &[&slot],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Some(t) = wanted.iter().find(|t| !known.contains(t)) {
+        return Err(ApiError::not_found(format!(
+            "table {t} of pipeline {id} (the status lists its tables)"
+        )));
+    }
+    let tables = if wanted.is_empty() { known } else { wanted };
+    for t in &tables {
+        tx.execute(
+            "UPDATE philotes.tables SET recopy = 'an operator asked for a resync through the API',
+                 stopped = NULL, updated_at = now()
+             WHERE pipeline = $1 AND name = $2",
+            &[&slot, t],
+        )
+        .await
+        .map_err(db)?;
+    }
+    audit(
+        &tx,
+        &actor,
+        "pipeline.resync",
+        &format!("pipelines/{id}"),
+        serde_json::json!({"tables": tables}),
+    )
+    .await?;
+    tx.commit().await.map_err(db)?;
+    Ok((StatusCode::ACCEPTED, Json(ResyncStarted { tables })))
 }

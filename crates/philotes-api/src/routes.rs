@@ -39,6 +39,10 @@ pub enum Route {
     PausePipeline,
     ResumePipeline,
     PipelineStatus,
+    ResyncPipeline,
+    ListDeadLetters,
+    SkipDeadLetter,
+    RetryDeadLetter,
 }
 
 impl Route {
@@ -67,17 +71,21 @@ impl Route {
         Route::PausePipeline,
         Route::ResumePipeline,
         Route::PipelineStatus,
+        Route::ResyncPipeline,
+        Route::ListDeadLetters,
+        Route::SkipDeadLetter,
+        Route::RetryDeadLetter,
     ];
 
     pub fn method(self) -> Method {
         use Route::*;
         match self {
             Healthz | Readyz | OpenApi | Version | Audit | ListSources | GetSource
-            | SourceTables | ListApiKeys | ListPipelines | GetPipeline | PipelineStatus => {
-                Method::GET
-            }
+            | SourceTables | ListApiKeys | ListPipelines | GetPipeline | PipelineStatus
+            | ListDeadLetters => Method::GET,
             CreateSource | TestSource | CreateApiKey | CreatePipeline | StartPipeline
-            | StopPipeline | PausePipeline | ResumePipeline => Method::POST,
+            | StopPipeline | PausePipeline | ResumePipeline | ResyncPipeline | SkipDeadLetter
+            | RetryDeadLetter => Method::POST,
             UpdateSource => Method::PATCH,
             DeleteSource | RevokeApiKey | DeletePipeline => Method::DELETE,
         }
@@ -104,6 +112,10 @@ impl Route {
             PausePipeline => "/api/v1/pipelines/{id}/pause",
             ResumePipeline => "/api/v1/pipelines/{id}/resume",
             PipelineStatus => "/api/v1/pipelines/{id}/status",
+            ResyncPipeline => "/api/v1/pipelines/{id}/resync",
+            ListDeadLetters => "/api/v1/pipelines/{id}/dead-letters",
+            SkipDeadLetter => "/api/v1/pipelines/{id}/dead-letters/{letter}/skip",
+            RetryDeadLetter => "/api/v1/pipelines/{id}/dead-letters/{letter}/retry",
         }
     }
 
@@ -113,10 +125,9 @@ impl Route {
         match self {
             Healthz | Readyz | OpenApi => None,
             Version | ListSources | GetSource | SourceTables | ListPipelines | GetPipeline
-            | PipelineStatus => Some(Scope::Read),
-            TestSource | StartPipeline | StopPipeline | PausePipeline | ResumePipeline => {
-                Some(Scope::Operate)
-            }
+            | PipelineStatus | ListDeadLetters => Some(Scope::Read),
+            TestSource | StartPipeline | StopPipeline | PausePipeline | ResumePipeline
+            | ResyncPipeline | SkipDeadLetter | RetryDeadLetter => Some(Scope::Operate),
             CreateSource | UpdateSource | DeleteSource | Audit | ListApiKeys | CreateApiKey
             | RevokeApiKey | CreatePipeline | DeletePipeline => Some(Scope::Admin),
         }
@@ -149,6 +160,10 @@ impl Route {
             PausePipeline => post(pipelines::pause),
             ResumePipeline => post(pipelines::resume),
             PipelineStatus => get(pipelines::status),
+            ResyncPipeline => post(pipelines::resync),
+            ListDeadLetters => get(pipelines::dead_letters),
+            SkipDeadLetter => post(pipelines::skip),
+            RetryDeadLetter => post(pipelines::retry),
         }
     }
 }
@@ -207,6 +222,10 @@ pub fn router(state: AppState) -> Router {
         pipelines::pause,
         pipelines::resume,
         pipelines::status,
+        pipelines::resync,
+        pipelines::dead_letters,
+        pipelines::skip,
+        pipelines::retry,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),

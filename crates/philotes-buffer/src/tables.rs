@@ -383,82 +383,17 @@ impl ControlDb {
 
     /// The dead letters of `pipeline` (every pipeline's when `None`), oldest first.
     pub async fn dead_letters(&self, pipeline: Option<&str>) -> Result<Vec<DeadLetterRow>> {
-        let rows = self
-            .client
-            .query(
-                "SELECT id, table_name, lsn, position, op, column_name, error, row,
-                        created_at::text, state, resolved_note
-                 FROM philotes.dead_letters WHERE $1::text IS NULL OR pipeline = $1 ORDER BY id",
-                &[&pipeline],
-            )
-            .await
-            .map_err(|e| db_error("cannot list dead letters", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| DeadLetterRow {
-                id: r.get(0),
-                table: r.get(1),
-                lsn: Lsn(r.get::<_, i64>(2) as u64).to_string(),
-                position: r.get(3),
-                op: r.get(4),
-                column: r.get(5),
-                error: r.get(6),
-                row: r.get(7),
-                time: r.get(8),
-                state: r.get(9),
-                note: r.get(10),
-            })
-            .collect())
+        dead_letters(&self.client, pipeline).await
     }
 
-    /// Mark dead letter `id` `skipped` or `retried` with an operator's note; a retried (or
-    /// skipped) dead letter's table goes on. The dead letter as it is now.
+    /// Decide dead letter `id` (`skipped` or `retried`); see [`decide_dead_letter`].
     pub async fn decide_dead_letter(
         &mut self,
         id: i64,
         state: &str,
         note: Option<&str>,
     ) -> Result<DeadLetterRow> {
-        let tx = self
-            .client
-            .transaction()
-            .await
-            .map_err(|e| db_error("cannot begin deciding a dead letter", e))?;
-        let row = tx
-            .query_opt(
-                "UPDATE philotes.dead_letters SET state = $2, resolved_at = now(), resolved_note = $3
-                 WHERE id = $1 RETURNING pipeline, table_name",
-                &[&id, &state, &note],
-            )
-            .await
-            .map_err(|e| db_error("cannot decide a dead letter", e))?;
-        let Some(row) = row else {
-            return Err(Error::new(
-                ErrorKind::Invalid,
-                format!(
-                    "no dead letter {id} in the control database: `philotes dlq list --all` shows the ids"
-                ),
-            ));
-        };
-        let (pipeline, table): (String, String) = (row.get(0), row.get(1));
-        // The table goes on once none of its dead letters is open.
-        tx.execute(
-            "UPDATE philotes.tables SET stopped = NULL, updated_at = now()
-             WHERE pipeline = $1 AND name = $2 AND NOT EXISTS (
-               SELECT 1 FROM philotes.dead_letters
-               WHERE pipeline = $1 AND table_name = $2 AND state = 'open')",
-            &[&pipeline, &table],
-        )
-        .await
-        .map_err(|e| db_error("cannot let the table go on", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| db_error("cannot commit a decision", e))?;
-        self.dead_letters(Some(&pipeline))
-            .await?
-            .into_iter()
-            .find(|d| d.id == id)
-            .ok_or_else(|| Error::new(ErrorKind::Internal, "a decided dead letter vanished"))
+        decide_dead_letter(&mut self.client, id, state, note).await
     }
 
     /// The changes of `table` an operator chose to leave out: (lsn, position).
@@ -477,4 +412,85 @@ impl ControlDb {
             .map(|r| (Lsn(r.get::<_, i64>(0) as u64), r.get(1)))
             .collect())
     }
+}
+
+/// The dead letters of `pipeline` (every pipeline's when `None`), oldest first.
+pub async fn dead_letters(
+    client: &impl tokio_postgres::GenericClient,
+    pipeline: Option<&str>,
+) -> Result<Vec<DeadLetterRow>> {
+    let rows = client
+        .query(
+            "SELECT id, table_name, lsn, position, op, column_name, error, row,
+                        created_at::text, state, resolved_note
+                 FROM philotes.dead_letters WHERE $1::text IS NULL OR pipeline = $1 ORDER BY id",
+            &[&pipeline],
+        )
+        .await
+        .map_err(|e| db_error("cannot list dead letters", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| DeadLetterRow {
+            id: r.get(0),
+            table: r.get(1),
+            lsn: Lsn(r.get::<_, i64>(2) as u64).to_string(),
+            position: r.get(3),
+            op: r.get(4),
+            column: r.get(5),
+            error: r.get(6),
+            row: r.get(7),
+            time: r.get(8),
+            state: r.get(9),
+            note: r.get(10),
+        })
+        .collect())
+}
+
+/// Mark dead letter `id` `skipped` or `retried` with an operator's note; a retried (or
+/// skipped) dead letter's table goes on. The dead letter as it is now.
+pub async fn decide_dead_letter(
+    client: &mut impl tokio_postgres::GenericClient,
+    id: i64,
+    state: &str,
+    note: Option<&str>,
+) -> Result<DeadLetterRow> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| db_error("cannot begin deciding a dead letter", e))?;
+    let row = tx
+        .query_opt(
+            "UPDATE philotes.dead_letters SET state = $2, resolved_at = now(), resolved_note = $3
+                 WHERE id = $1 RETURNING pipeline, table_name",
+            &[&id, &state, &note],
+        )
+        .await
+        .map_err(|e| db_error("cannot decide a dead letter", e))?;
+    let Some(row) = row else {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!(
+                "no dead letter {id} in the control database: `philotes dlq list --all` shows the ids"
+            ),
+        ));
+    };
+    let (pipeline, table): (String, String) = (row.get(0), row.get(1));
+    // The table goes on once none of its dead letters is open.
+    tx.execute(
+        "UPDATE philotes.tables SET stopped = NULL, updated_at = now()
+             WHERE pipeline = $1 AND name = $2 AND NOT EXISTS (
+               SELECT 1 FROM philotes.dead_letters
+               WHERE pipeline = $1 AND table_name = $2 AND state = 'open')",
+        &[&pipeline, &table],
+    )
+    .await
+    .map_err(|e| db_error("cannot let the table go on", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| db_error("cannot commit a decision", e))?;
+    dead_letters(client, Some(&pipeline))
+        .await?
+        .into_iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "a decided dead letter vanished"))
 }
