@@ -505,3 +505,75 @@ def test_dead_letters_and_resync_through_the_api(api, source, tmp_path):
         for r in roles:
             if r.alive():
                 assert r.stop() == 0, r.tail()
+
+
+def make_user(api, username, role, password):
+    out = subprocess.run([str(BINARY), "user", "create", "--username", username, "--role", role, "--buffer-url", api.ctl],
+                         input=password + "\n", capture_output=True, text=True, timeout=60)
+    return out
+
+
+def session_headers(cookie, csrf=None):
+    h = {"Cookie": cookie}
+    if csrf:
+        h["X-CSRF-Token"] = csrf
+    return h
+
+
+def test_people_log_in_with_a_cookie_guarded_against_csrf_and_guessing(api, source):
+    password = "correct horse battery staple"
+    assert make_user(api, "ada", "operator", password).returncode == 0
+    assert make_user(api, "vic", "viewer", password).returncode == 0
+    out = make_user(api, "bob", "admin", "short")
+    assert out.returncode == 2 and "12 to 1024 characters" in out.stderr
+    out = make_user(api, "ada", "admin", password)
+    assert out.returncode == 2 and "exists already" in out.stderr
+    assert make_user(api, "x", "root", password).returncode == 2
+    (stored,) = api.db("SELECT password_hash FROM philotes.users WHERE username = 'ada'")[0]
+    assert stored.startswith("$argon2id$") and password not in stored
+    admin = api.key("admin")
+    s, _, src = api.call("POST", "/api/v1/sources", body=source_body(source, name="shop", user="postgres"), key=admin)
+    s, _, p = api.call("POST", "/api/v1/pipelines", body={"name": "shop", "source_id": src["id"]}, key=admin)
+    pid = p["id"]
+
+    problem(*api.call("POST", "/api/v1/auth/login", body={"username": "ada", "password": "wrong password!"}), 401)
+    problem(*api.call("POST", "/api/v1/auth/login", body={"username": "nobody", "password": password}), 401)
+    s, h, session = api.call("POST", "/api/v1/auth/login", body={"username": "ada", "password": password})
+    assert s == 200 and session["role"] == "operator" and session["csrf_token"], session
+    cookie_header = h["Set-Cookie"]
+    for flag in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"):
+        assert flag in cookie_header, cookie_header
+    cookie = cookie_header.split(";", 1)[0]
+    token = cookie.split("=", 1)[1]
+    assert api.db("SELECT count(*) FROM philotes.sessions WHERE id_sha256 = sha256(%s::bytea)", (token.encode(),)) == [(1,)]
+    me = api.call("GET", "/api/v1/auth/me", headers=session_headers(cookie))[2]
+    assert me == {"actor": "user:ada", "scope": "operate"}
+    assert api.call("GET", f"/api/v1/pipelines/{pid}", headers=session_headers(cookie))[0] == 200
+    # A change with the cookie alone (what a forged cross-site form sends) is refused.
+    b = problem(*api.call("POST", f"/api/v1/pipelines/{pid}/start", headers=session_headers(cookie)), 403)
+    assert "X-CSRF-Token" in b["detail"]
+    problem(*api.call("POST", f"/api/v1/pipelines/{pid}/start", headers=session_headers(cookie, "not-the-token")), 403)
+    s, _, started = api.call("POST", f"/api/v1/pipelines/{pid}/start", headers=session_headers(cookie, session["csrf_token"]))
+    assert s == 200 and started["state"] == "running"
+    assert api.call("POST", f"/api/v1/pipelines/{pid}/stop", headers=session_headers(cookie, session["csrf_token"]))[0] == 200
+    # An operator may not change definitions; a viewer may not operate.
+    problem(*api.call("DELETE", f"/api/v1/pipelines/{pid}", headers=session_headers(cookie, session["csrf_token"])), 403)
+    s, h, vs = api.call("POST", "/api/v1/auth/login", body={"username": "vic", "password": password})
+    vcookie = h["Set-Cookie"].split(";", 1)[0]
+    problem(*api.call("POST", f"/api/v1/pipelines/{pid}/start", headers=session_headers(vcookie, vs["csrf_token"])), 403)
+    assert api.call("GET", "/api/v1/sources", headers=session_headers(vcookie))[0] == 200
+    audit = api.call("GET", "/api/v1/audit", key=admin)[2]["items"]
+    assert any(e["action"] == "pipeline.start" and e["actor"] == "user:ada" for e in audit)
+    # Logged out: the cookie is worth nothing.
+    s, h, _ = api.call("POST", "/api/v1/auth/logout", headers=session_headers(cookie, session["csrf_token"]))
+    assert s == 204 and "Max-Age=0" in h["Set-Cookie"]
+    problem(*api.call("GET", "/api/v1/auth/me", headers=session_headers(cookie)), 401)
+    # Guessing: five wrong passwords and the right one is refused too, for a while.
+    for _ in range(4):
+        problem(*api.call("POST", "/api/v1/auth/login", body={"username": "ada", "password": "guess guess guess"}), 401)
+    s, h, b = api.call("POST", "/api/v1/auth/login", body={"username": "ada", "password": password})
+    problem(s, h, b, 429)
+    assert int(h["Retry-After"]) > 0
+    # Another user is not locked out by ada's guesser (below the per-address limit).
+    assert api.call("POST", "/api/v1/auth/login", body={"username": "vic", "password": password})[0] == 200
+    assert password not in api.role.log.read_text()

@@ -6,7 +6,7 @@
 //! needs in [`crate::routes::Route::scope`]; the guard here is the only place that checks it.
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -126,18 +126,49 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let Some(token) = token else {
+    let actor = if let Some(token) = token {
+        match g.state.authenticate(token, remote).await {
+            Ok(Some(actor)) => actor,
+            Ok(None) => {
+                return ApiError::unauthenticated("the API key is unknown or revoked")
+                    .into_response();
+            }
+            Err(e) => return e.into_response(),
+        }
+    } else if let Some(cookie) = crate::users::session_cookie(req.headers()) {
+        let (name, scope, csrf) = match crate::users::session(&g.state, cookie).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return ApiError::unauthenticated(
+                    "the session expired or was ended; log in again (POST /api/v1/auth/login)",
+                )
+                .into_response();
+            }
+            Err(e) => return e.into_response(),
+        };
+        // A change made with the cookie must prove it comes from the page that logged in.
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        let sent = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !safe && !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
+            return ApiError::forbidden(
+                "a change made with the session cookie needs the session's CSRF token in `X-CSRF-Token` (the login answer has it)",
+            )
+            .into_response();
+        }
+        Actor {
+            name,
+            scope,
+            remote,
+        }
+    } else {
         return ApiError::unauthenticated(
-            "send an API key as `Authorization: Bearer phk_…` (make one with `philotes api-key create`)",
+            "send an API key as `Authorization: Bearer phk_…` (make one with `philotes api-key create`), or log in (POST /api/v1/auth/login)",
         )
         .into_response();
-    };
-    let actor = match g.state.authenticate(token, remote).await {
-        Ok(Some(actor)) => actor,
-        Ok(None) => {
-            return ApiError::unauthenticated("the API key is unknown or revoked").into_response();
-        }
-        Err(e) => return e.into_response(),
     };
     if actor.scope < g.scope {
         return ApiError::forbidden(format!(

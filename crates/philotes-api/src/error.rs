@@ -116,6 +116,10 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "source-unreachable", detail)
     }
 
+    pub fn too_many(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }
@@ -152,6 +156,7 @@ impl ApiError {
             "unavailable" => "Service unavailable",
             "method-not-allowed" => "Method not allowed",
             "source-unreachable" => "The source cannot be reached",
+            "too-many-requests" => "Too many requests",
             _ => "Internal error",
         }
     }

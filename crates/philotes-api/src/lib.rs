@@ -25,6 +25,7 @@ pub mod routes;
 pub mod sources;
 mod store;
 pub mod system;
+pub mod users;
 
 pub use auth::Scope;
 pub use philotes_buffer::sealed::Cipher;

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::auth::{Guard, Scope, guard};
-use crate::{AppState, keys, pipelines, sources, system};
+use crate::{AppState, keys, pipelines, sources, system, users};
 
 /// A route of the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub enum Route {
     ListDeadLetters,
     SkipDeadLetter,
     RetryDeadLetter,
+    Login,
+    Logout,
+    Me,
 }
 
 impl Route {
@@ -75,6 +78,9 @@ impl Route {
         Route::ListDeadLetters,
         Route::SkipDeadLetter,
         Route::RetryDeadLetter,
+        Route::Login,
+        Route::Logout,
+        Route::Me,
     ];
 
     pub fn method(self) -> Method {
@@ -82,10 +88,10 @@ impl Route {
         match self {
             Healthz | Readyz | OpenApi | Version | Audit | ListSources | GetSource
             | SourceTables | ListApiKeys | ListPipelines | GetPipeline | PipelineStatus
-            | ListDeadLetters => Method::GET,
+            | ListDeadLetters | Me => Method::GET,
             CreateSource | TestSource | CreateApiKey | CreatePipeline | StartPipeline
             | StopPipeline | PausePipeline | ResumePipeline | ResyncPipeline | SkipDeadLetter
-            | RetryDeadLetter => Method::POST,
+            | RetryDeadLetter | Login | Logout => Method::POST,
             UpdateSource => Method::PATCH,
             DeleteSource | RevokeApiKey | DeletePipeline => Method::DELETE,
         }
@@ -116,6 +122,9 @@ impl Route {
             ListDeadLetters => "/api/v1/pipelines/{id}/dead-letters",
             SkipDeadLetter => "/api/v1/pipelines/{id}/dead-letters/{letter}/skip",
             RetryDeadLetter => "/api/v1/pipelines/{id}/dead-letters/{letter}/retry",
+            Login => "/api/v1/auth/login",
+            Logout => "/api/v1/auth/logout",
+            Me => "/api/v1/auth/me",
         }
     }
 
@@ -123,9 +132,10 @@ impl Route {
     pub fn scope(self) -> Option<Scope> {
         use Route::*;
         match self {
-            Healthz | Readyz | OpenApi => None,
+            // Logging in is how a person gets authenticated.
+            Healthz | Readyz | OpenApi | Login => None,
             Version | ListSources | GetSource | SourceTables | ListPipelines | GetPipeline
-            | PipelineStatus | ListDeadLetters => Some(Scope::Read),
+            | PipelineStatus | ListDeadLetters | Logout | Me => Some(Scope::Read),
             TestSource | StartPipeline | StopPipeline | PausePipeline | ResumePipeline
             | ResyncPipeline | SkipDeadLetter | RetryDeadLetter => Some(Scope::Operate),
             CreateSource | UpdateSource | DeleteSource | Audit | ListApiKeys | CreateApiKey
@@ -164,6 +174,9 @@ impl Route {
             ListDeadLetters => get(pipelines::dead_letters),
             SkipDeadLetter => post(pipelines::skip),
             RetryDeadLetter => post(pipelines::retry),
+            Login => post(users::login),
+            Logout => post(users::logout),
+            Me => get(users::me),
         }
     }
 }
@@ -226,6 +239,9 @@ pub fn router(state: AppState) -> Router {
         pipelines::dead_letters,
         pipelines::skip,
         pipelines::retry,
+        users::login,
+        users::logout,
+        users::me,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -234,6 +250,7 @@ pub fn router(state: AppState) -> Router {
         (name = "sources", description = "PostgreSQL databases to replicate"),
         (name = "pipelines", description = "A source's publication into the lake, run by ingest and the workers"),
         (name = "api-keys", description = "Keys for scripts and the CLI"),
+        (name = "auth", description = "People: log in for a session cookie, log out, who am I"),
     )
 )]
 struct ApiDoc;
@@ -317,7 +334,15 @@ mod tests {
             .filter(|r| r.scope().is_none())
             .map(|r| r.path())
             .collect();
-        assert_eq!(open, ["/healthz", "/readyz", "/api/v1/openapi.json"]);
+        assert_eq!(
+            open,
+            [
+                "/healthz",
+                "/readyz",
+                "/api/v1/openapi.json",
+                "/api/v1/auth/login"
+            ]
+        );
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pipelines",
         sql: include_str!("../migrations/0004_pipelines.sql"),
     },
+    Migration {
+        version: 5,
+        name: "users",
+        sql: include_str!("../migrations/0005_users.sql"),
+    },
 ];
 
 /// The key of the advisory lock migrations hold (`philotes` in ASCII).

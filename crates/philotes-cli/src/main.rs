@@ -61,6 +61,9 @@ enum Command {
     /// API keys, made straight in the control database (so the first key needs no key).
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCommand),
+    /// People who log in to the dashboard, made straight in the control database.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Dead letters (changes that could not be written): list them, skip one, retry them.
     Dlq(dlq::DlqArgs),
     /// Create or upgrade the control database's schema (`--buffer-url`) and exit: for a
@@ -134,6 +137,21 @@ enum ApiKeyCommand {
         /// read, operate or admin.
         #[arg(long, default_value = "read")]
         scope: String,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Make a user. The password (12 characters or more) is read from PHILOTES_USER_PASSWORD,
+    /// or else from the first line of standard input; it is stored hashed with argon2id.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
         #[command(flatten)]
         control: ControlArgs,
     },
@@ -460,6 +478,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::ApiKey(cmd) => api_key(cmd).await,
+            Command::User(cmd) => user(cmd).await,
         }
     });
     match result {
@@ -859,6 +878,38 @@ async fn api_key(cmd: ApiKeyCommand) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn user(cmd: UserCommand) -> Result<ExitCode, Error> {
+    let UserCommand::Create {
+        username,
+        role,
+        control,
+    } = cmd;
+    let role = philotes_api::users::Role::parse(&role).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!("--role {role}: use viewer, operator or admin"),
+        )
+    })?;
+    let password = match std::env::var("PHILOTES_USER_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("cannot read the password from standard input: {e}"),
+                )
+            })?;
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    let mut db =
+        philotes_buffer::ControlDb::open(control.url()?.as_ref(), "to keep the user in").await?;
+    philotes_api::users::create_in(&mut db, &username, role, &password).await?;
+    eprintln!("user {username} ({}) made", role.as_str());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn migrate(args: MigrateArgs) -> Result<ExitCode, Error> {
