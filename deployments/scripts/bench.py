@@ -209,7 +209,7 @@ class Bench:
             self.sql(f"SELECT pg_create_logical_replication_slot('{p}', 'pgoutput')")
         sql, n = self.workload(op, txn_rows, changes, changes)
         self.sql(sql)
-        end = self.sql("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+        end = self.sql("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
         # The physical limit: pg_recvlogical drains the same WAL through pgoutput, once before
         # and once after philotes (the second decoder finds the WAL in the page cache); the
         # faster of the two counts.
@@ -316,7 +316,7 @@ class Bench:
             sql, n = self.workload("insert", txn_rows, changes, base)
             base += n
             self.sql(sql)
-            end = self.sql("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            end = self.sql("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
             drain_s = self.drain("svc_probe", end)
             if phase == "ingest":
                 ingest = start("ingest")
@@ -341,7 +341,7 @@ class Bench:
         # three run with the default flush interval.
         procs = [start("ingest"), start("worker", "--worker-id", "w1"), start("worker", "--worker-id", "w2")]
         time.sleep(3)
-        hi, lo = self.sql("SELECT pg_current_wal_lsn()::text").fetchone()[0].split("/")
+        hi, lo = self.sql("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0].split("/")
         since = (int(hi, 16) << 32) | int(lo, 16)
         a = self.args
         stop_at = time.monotonic() + a.latency_seconds

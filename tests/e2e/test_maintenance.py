@@ -184,7 +184,7 @@ def test_maintenance_keeps_a_busy_table_bounded(source):
         tbl.scan(snapshot_id=s.snapshot_id).to_arrow()
 
     # Time travel by LSN filters rows, so it answers for a point long compacted and expired.
-    at = source.sql("SELECT pg_current_wal_lsn()::text")[0][0]
+    at = source.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
     want = sorted(source.sql("SELECT id, v FROM trickle"))
     source.sql("UPDATE trickle SET v = v + 1000")
     source.sql("DELETE FROM trickle WHERE id % 2 = 0")

@@ -526,7 +526,7 @@ def test_tables_join_and_leave_the_publication_while_streaming(source):
     source.sql("ALTER PUBLICATION pub_some DROP TABLE first")
     source.sql("INSERT INTO doomed VALUES (1)")
     source.sql("DROP TABLE doomed")
-    (after_leaving,) = source.sql("SELECT pg_current_wal_lsn()")[0]
+    (after_leaving,) = source.sql("SELECT pg_current_wal_insert_lsn()")[0]
     source.sql("INSERT INTO first VALUES (3, 'not replicated')")
     deadline = time.time() + 60
     lake = source.lake()

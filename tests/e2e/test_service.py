@@ -22,16 +22,17 @@ from test_telemetry import wait_for
 class Role:
     """A philotes role in the background, its log in a file (appended across restarts)."""
 
-    def __init__(self, args, log):
+    def __init__(self, args, log, log_filter=None):
         self.args = args
         self.log = log
+        self.log_filter = log_filter or os.environ.get("PHILOTES_LOG", "info")
         self.proc = None
         self.start()
 
     def start(self):
         self.proc = subprocess.Popen(
             [str(BINARY), *self.args], stdout=subprocess.DEVNULL, stderr=open(self.log, "a"),
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+            env={**os.environ, "PHILOTES_LOG": self.log_filter},
         )
 
     def kill(self):
@@ -434,12 +435,21 @@ def assert_not_answering(endpoint):
         probe.head_bucket(Bucket="lake")
 
 
-def buffer_report(ctl, roles):
-    """What the buffer holds per transaction, the table rows and the roles' logs (for a failure)."""
+def buffer_report(ctl, roles, source=None, inserted=()):
+    """What the buffer holds per transaction, the table rows, where each insert ended in the
+    WAL and where the slot is, and the roles' logs (for a failure)."""
     with psycopg.connect(ctl) as c:
         per_lsn = c.execute("SELECT lsn, count(*) FROM philotes.changes GROUP BY lsn ORDER BY lsn").fetchall()
         tables = c.execute("SELECT name, buffered, watermark, snapshot_lsn FROM philotes.tables").fetchall()
-    return f"buffered per transaction: {per_lsn}\ntables: {tables}\n" + "\n".join(r.tail() for r in roles)
+    report = f"buffered per transaction: {per_lsn}\ntables: {tables}\n"
+    if source is not None:
+        (slot,) = source.sql("SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'philotes'")[0]
+        report += f"inserts ended at: {list(inserted)}\nslot confirmed: {slot}\n"
+    # Debug lines of the stream (begin, commit, stream blocks, left-out changes) and warnings.
+    for r in roles:
+        lines = r.log.read_text().splitlines()
+        report += "\n".join(line for line in lines if " DEBUG " not in line or "philotes_" in line)[-12000:] + "\n"
+    return report
 
 
 def test_ingest_drains_the_slot_while_the_object_store_is_down(source, cluster, s3, tmp_path):
@@ -454,7 +464,9 @@ def test_ingest_drains_the_slot_while_the_object_store_is_down(source, cluster, 
     moto = None
     roles = []
     try:
-        ingest = Role(["ingest", *common], tmp_path / "ingest.log")
+        # (Debug lines of the stream and the applier: the report on a wrong count shows them.)
+        ingest = Role(["ingest", *common], tmp_path / "ingest.log",
+                      log_filter="info,philotes_pipeline::apply=debug,philotes_source_postgres::stream=debug")
         worker = Role(["worker", "--worker-id", "w1", *common], tmp_path / "w1.log")
         roles = [ingest, worker]
         wait_for("the copy", lambda: copied_tables(ctl) == 1, timeout=120)
@@ -466,15 +478,17 @@ def test_ingest_drains_the_slot_while_the_object_store_is_down(source, cluster, 
         moto = int(subprocess.check_output(["pgrep", "-f", f"moto_server -H 127.0.0.1 -p {endpoint.rsplit(':', 1)[1]}"]).split()[0])
         os.kill(moto, signal.SIGSTOP)
         assert_not_answering(endpoint)
+        inserted = []
         for i in range(20):
             source.sql(f"INSERT INTO t SELECT g, 'w' FROM generate_series({1000 + i * 100}, {1099 + i * 100}) g")
-        (end,) = source.sql("SELECT pg_current_wal_lsn()::text")[0]
+            inserted.append(int(source.sql("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")[0][0]))
+        (end,) = source.sql("SELECT pg_current_wal_insert_lsn()::text")[0]
         # Ingest drains the slot into the buffer all the same: the source's WAL is freed.
         wait_for("the slot to pass the inserts", lambda: source.sql(
             "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = 'philotes'",
             (end,))[0][0], timeout=60)
         n = ctl_value(ctl, "SELECT count(*) FROM philotes.changes")
-        assert n == 2000, buffer_report(ctl, [ingest, worker])
+        assert n == 2000, buffer_report(ctl, [ingest, worker], source, inserted)
         time.sleep(3)
         assert ingest.alive() and worker.alive()
         os.kill(moto, signal.SIGCONT)

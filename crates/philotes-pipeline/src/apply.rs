@@ -89,6 +89,8 @@ pub(crate) struct Txn {
     /// Changes of each table so far in this transaction: a change's position among its
     /// table's changes is the same every time the stream delivers it (its dead-letter identity).
     positions: HashMap<u32, u64>,
+    /// Said (at debug level) that changes of it are left out as already applied.
+    told_skip: bool,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -104,6 +106,8 @@ pub(crate) struct Applier<T> {
     dead_letters: DeadLetters,
     pub txn: Option<Txn>,
     last_end: Option<Lsn>,
+    /// What gave `last_end` (for a message when something is off).
+    last_end_from: &'static str,
     warned: HashSet<u32>,
     /// A table not replicated yet sent changes: look at the publication again.
     pub unknown: bool,
@@ -129,6 +133,7 @@ impl<T: TableSink> Applier<T> {
             dead_letters,
             txn: None,
             last_end: None,
+            last_end_from: "",
             warned: HashSet::new(),
             unknown: false,
             last_flush: Instant::now(),
@@ -150,9 +155,10 @@ impl<T: TableSink> Applier<T> {
     }
 
     /// Everything before `lsn` has been applied (a position between transactions).
-    pub fn processed(&mut self, lsn: Lsn) {
+    pub fn processed(&mut self, lsn: Lsn, from: &'static str) {
         if self.last_end.is_none_or(|e| lsn > e) {
             self.last_end = Some(lsn);
+            self.last_end_from = from;
         }
     }
 
@@ -174,6 +180,13 @@ impl<T: TableSink> Applier<T> {
         self.last_ts_us = None;
     }
 
+    /// A new stream starts (from the confirmed position, which a stopped table may hold below
+    /// the position reached): positions passed on the old one say nothing about it.
+    pub fn new_stream(&mut self) {
+        self.last_end = None;
+        self.last_end_from = "";
+    }
+
     /// The slot may not be confirmed past the watermark of a stopped table.
     pub fn cap(&self) -> Option<Lsn> {
         self.tables
@@ -190,18 +203,29 @@ impl<T: TableSink> Applier<T> {
                 commit_ts_us,
                 ..
             } => {
+                if let Some(passed) = self.last_end
+                    && commit_lsn < passed
+                {
+                    // Every position passed in this stream came from the stream itself (a
+                    // commit, a keepalive, a message), and the source delivers transactions
+                    // in commit order: one below it would be taken as already applied.
+                    tracing::warn!(commit_lsn = %commit_lsn, passed = %passed, from = self.last_end_from, "the stream delivered a transaction below a position it had passed already");
+                }
+                tracing::debug!(commit_lsn = %commit_lsn, "begin");
                 self.txn = Some(Txn {
                     commit_lsn,
                     ts_us: commit_ts_us,
                     seq: 0,
                     positions: HashMap::new(),
+                    told_skip: false,
                 });
             }
             Change::Commit { end_lsn, .. } => {
                 if let Some(t) = self.txn.take() {
                     self.last_ts_us = Some(t.ts_us);
+                    tracing::debug!(commit_lsn = %t.commit_lsn, end_lsn = %end_lsn, changes = t.seq, "commit");
                 }
-                self.processed(end_lsn);
+                self.processed(end_lsn, "a commit");
             }
             Change::Relation(rel) => {
                 if let Some(t) = self.tables.get_mut(&rel.oid) {
@@ -268,6 +292,10 @@ impl<T: TableSink> Applier<T> {
         }
         // Already in the table (an initial copy at a later point, or a replay after a crash).
         if t.progress.watermark.is_some_and(|w| txn.commit_lsn < w) {
+            if !txn.told_skip {
+                txn.told_skip = true;
+                tracing::debug!(table = %t.source.name, commit_lsn = %txn.commit_lsn, watermark = ?t.progress.watermark, "the table holds this transaction already; its changes are left out");
+            }
             return Ok(());
         }
         let lsn = txn.commit_lsn;
@@ -420,7 +448,7 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
                 // Everything before the server's sent position has been delivered, and
                 // between transactions it has all been applied.
                 if applier.txn.is_none() {
-                    applier.processed(wal_end);
+                    applier.processed(wal_end, "a keepalive");
                     if applier.pending() == 0 {
                         applier.flush(stream).await?;
                     }
@@ -440,7 +468,7 @@ pub(crate) async fn stream_changes<S: ChangeSource, T: TableSink>(
                 // Non-transactional messages arrive after every transaction that committed
                 // before them.
                 if applier.txn.is_none() {
-                    applier.processed(lsn);
+                    applier.processed(lsn, "a message");
                 }
             }
             Next::Change(change) => {

@@ -350,6 +350,7 @@ impl Live {
         // from every table and arrives again, whole, on the new stream.
         applier.abandon_open_transaction();
         applier.flush(&mut self.stream).await?;
+        applier.new_stream();
         self.stream.abandon();
         let mut attempt = 0u32;
         loop {

@@ -235,10 +235,13 @@ pub async fn ensure_slot(client: &tokio_postgres::Client, slot: &str) -> Result<
     })
 }
 
-/// The source's current WAL position.
+/// The source's current WAL position: past the commit record of every transaction that has
+/// committed. (The insert position, not `pg_current_wal_lsn()`, the write position: with
+/// `synchronous_commit = off` a commit returns before its record is written, so the write
+/// position can be short of it.)
 pub async fn current_wal_lsn(client: &tokio_postgres::Client) -> Result<Lsn> {
     let r = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
         .map_err(|e| source_error("reading the current WAL position", e))?;
     r.get::<_, String>(0).parse()

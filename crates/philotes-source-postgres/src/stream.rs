@@ -217,8 +217,14 @@ impl ReplicationStream {
     /// Follow the protocol-2 stream control messages; any other message is returned.
     fn stream_control(&mut self, msg: Message) -> Result<Option<Message>> {
         match msg {
-            Message::StreamStart { xid, .. } => self.in_block = Some(xid),
-            Message::StreamStop => self.in_block = None,
+            Message::StreamStart { xid, .. } => {
+                tracing::debug!(xid, "stream block starts");
+                self.in_block = Some(xid)
+            }
+            Message::StreamStop => {
+                tracing::debug!(xid = ?self.in_block, "stream block ends");
+                self.in_block = None
+            }
             Message::StreamAbort { xid, subxid } => {
                 if let Some(spill) = self.spill.as_mut() {
                     spill.abort(xid, subxid);
@@ -235,6 +241,11 @@ impl ReplicationStream {
                     Some(spill) => spill.commit(xid)?,
                     None => None,
                 };
+                if replay.is_none() {
+                    // Nothing of it reached this stream: a transaction of another database
+                    // (the source streams those too), or one without a replicated change.
+                    tracing::debug!(xid, commit_lsn = %commit_lsn, "a streamed transaction committed with nothing spilled");
+                }
                 if let Some(replay) = replay {
                     let commit_ts_us = timestamp.saturating_add(PG_EPOCH_OFFSET_US);
                     let commit = Change::Commit {
