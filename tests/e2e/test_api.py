@@ -4,6 +4,7 @@ any answer, in the database or in the log."""
 import base64
 import json
 import os
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -389,7 +390,7 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
             src.sql("INSERT INTO orders SELECT g, 'second' FROM generate_series(1001, 1300) g")
         wait_for("pipeline b", lambda: lake_equals_source(sources["b"], lakes["b"], [("orders", ["id"])]), timeout=120, every=0.5)
         (confirmed_a,) = sources["a"].sql(
-            "SELECT confirmed_flush_lsn < pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = 'philotes_shop_a'")[0]
+            "SELECT confirmed_flush_lsn < pg_current_wal_insert_lsn() FROM pg_replication_slots WHERE slot_name = 'philotes_shop_a'")[0]
         assert confirmed_a and not lake_equals_source(sources["a"], lakes["a"], [("orders", ["id"])])
         # An action on a pipeline already in its state is a no-op, not an error.
         assert api.call("POST", f"/api/v1/pipelines/{ids['b']}/resume", key=operate)[2]["state"] == "running"
@@ -402,6 +403,7 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
         assert api.call("POST", f"/api/v1/pipelines/{ids['a']}/stop", key=operate)[2]["state"] == "stopped"
         b = problem(*api.call("POST", f"/api/v1/pipelines/{ids['a']}/resume", key=operate), 409)
         assert "stopped" in b["detail"]
+        problem(*api.call("POST", f"/api/v1/pipelines/{ids['a']}/verify", body={"tables": []}, key=operate), 409)
         wait_for("a's slot to be let go", lambda: status("a")["slot"]["active"] is False, timeout=60)
         assert status("a")["workers"] == []
 
@@ -416,8 +418,21 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
         assert lake_equals_source(sources["a"], lakes["a"], [("orders", ["id"])])
         sources["b"].sql("INSERT INTO orders VALUES (5000, 'third')")
         wait_for("pipeline b", lambda: lake_equals_source(sources["b"], lakes["b"], [("orders", ["id"])]), timeout=120, every=0.5)
+        # Verify through the API: the managed ingest runs `philotes verify` and keeps the report.
+        problem(*api.call("POST", f"/api/v1/pipelines/{ids['b']}/verify", body={"tables": []}, key=read), 403)
+        s, h, run = api.call("POST", f"/api/v1/pipelines/{ids['b']}/verify", body={"tables": ["public.orders"]}, key=operate)
+        assert s == 202 and run["state"] == "pending" and h["Location"].endswith(f"/verify-runs/{run['id']}"), run
+
+        def verified():
+            r = api.call("GET", f"/api/v1/pipelines/{ids['b']}/verify-runs/{run['id']}", key=read)[2]
+            return r if r["state"] in ("done", "failed") else None
+        finished = wait_for("the verification", verified, timeout=300, every=1)
+        assert finished["state"] == "done" and finished["outcome"] == "match", finished
+        assert finished["report"]["tables"][0]["table"] == "public.orders", finished["report"]
+        assert [r["id"] for r in api.call("GET", f"/api/v1/pipelines/{ids['b']}/verify-runs", key=read)[2]] == [run["id"]]
         actions = [e["action"] for e in api.call("GET", "/api/v1/audit?limit=20", key=admin)[2]["items"]]
-        for a in ("pipeline.create", "pipeline.start", "pipeline.pause", "pipeline.resume", "pipeline.stop", "pipeline.delete"):
+        for a in ("pipeline.create", "pipeline.start", "pipeline.pause", "pipeline.resume", "pipeline.stop", "pipeline.delete",
+                  "pipeline.verify"):
             assert a in actions, actions
         for r in roles:
             assert r.alive(), r.tail()
@@ -577,3 +592,98 @@ def test_people_log_in_with_a_cookie_guarded_against_csrf_and_guessing(api, sour
     # Another user is not locked out by ada's guesser (below the per-address limit).
     assert api.call("POST", "/api/v1/auth/login", body={"username": "vic", "password": password})[0] == 200
     assert password not in api.role.log.read_text()
+
+
+def cli(api, *args, key=None, env=None, input=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("PHILOTES_API")}
+    e.update({"PHILOTES_API_URL": api.url, "PHILOTES_CLI_CONFIG": "/nonexistent"})
+    if key:
+        e["PHILOTES_API_KEY"] = key
+    e.update(env or {})
+    return subprocess.run([str(BINARY), *args], capture_output=True, text=True, timeout=120, env=e, input=input)
+
+
+def test_the_cli_drives_the_api_for_people_and_scripts(api, source, tmp_path):
+    admin, read = api.key("admin"), api.key("read")
+    source.sql("CREATE TABLE orders (id bigint PRIMARY KEY, v text)")
+    source.sql("CREATE TABLE events (at timestamptz, what text)")
+    host, port = source.cluster.url().split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    out = cli(api, "source", "create", "--name", "shop", "--host", host, "--port", port, "--database", source.name,
+              "--user", "postgres", "--sslmode", "disable", key=admin, env={"PHILOTES_SOURCE_PASSWORD": PLANTED})
+    assert out.returncode == 0 and "source 1 (shop) added" in out.stdout, out.stderr
+    out = cli(api, "source", "list", key=read)
+    assert out.returncode == 0, out.stderr
+    header, row = out.stdout.splitlines()[:2]
+    assert header.split() == ["ID", "NAME", "HOST", "PORT", "DATABASE", "USER", "PASSWORD", "SSLMODE"]
+    assert row.split()[:2] == ["1", "shop"] and "set" in row.split() and PLANTED not in out.stdout
+    out = cli(api, "source", "list", "-o", "json", key=read)
+    assert json.loads(out.stdout)[0]["name"] == "shop"
+    out = cli(api, "source", "test", "1", key=admin)
+    assert out.returncode == 0 and "wal_level" in out.stdout and "NO" not in out.stdout, out.stdout + out.stderr
+    out = cli(api, "source", "tables", "1", key=read)
+    assert "public.orders" in out.stdout and "REPLICA IDENTITY FULL" in out.stdout, out.stdout
+    # Refusals print the API's words and exit non-zero.
+    out = cli(api, "source", "create", "--name", "Bad Name", "--host", host, "--database", "d", "--user", "u", key=admin)
+    assert out.returncode != 0 and "name: 1 to 63 characters" in out.stderr, out.stderr
+    out = cli(api, "source", "delete", "1", key=read)
+    assert out.returncode != 0 and "scope `admin`" in out.stderr, out.stderr
+    out = cli(api, "source", "list")
+    assert out.returncode == 2 and "PHILOTES_API_KEY" in out.stderr, out.stderr
+    out = cli(api, "source", "list", key=read, env={"PHILOTES_API_URL": "http://127.0.0.1:1"})
+    assert out.returncode != 0 and "is `philotes api` running there?" in out.stderr, out.stderr
+    # The key and URL from the CLI's config file.
+    config = tmp_path / "cli.toml"
+    config.write_text(f'api_url = "{api.url}"\napi_key = "{admin}"\n')
+    e = {k: v for k, v in os.environ.items() if not k.startswith("PHILOTES_API")}
+    out = subprocess.run([str(BINARY), "pipeline", "create", "--name", "shop", "--source", "1", "--tables", "public.orders",
+                          "--flush-interval", "500ms"], capture_output=True, text=True, timeout=60,
+                         env={**e, "PHILOTES_CLI_CONFIG": str(config)})
+    assert out.returncode == 0 and "philotes_shop" in out.stdout and "stopped" in out.stdout, out.stderr
+    out = cli(api, "pipeline", "list", "-o", "json", key=read)
+    (p,) = json.loads(out.stdout)
+    assert p["tables"] == ["public.orders"] and p["flush_interval"] == "500ms"
+    assert "running" in cli(api, "pipeline", "start", str(p["id"]), key=admin).stdout
+    out = cli(api, "pipeline", "status", str(p["id"]), key=read)
+    assert out.returncode == 0 and "state running" in out.stdout, out.stdout + out.stderr
+    assert "stopped" in cli(api, "pipeline", "stop", str(p["id"]), key=admin).stdout
+    out = cli(api, "pipeline", "delete", str(p["id"]), key=admin)
+    assert out.returncode == 0 and "deleted" in out.stdout, out.stderr
+    assert cli(api, "pipeline", "list", "-o", "json", key=read).stdout.strip() == "[]"
+
+
+def test_the_platform_script_runs_api_ingest_and_a_worker_on_one_machine(cluster, source, tmp_path):
+    """The README's "run the platform": the script, a key it made, a source and a pipeline
+    added with the CLI, rows in the lake."""
+    from test_service import lake_equals_source
+    ctl = control_db(cluster, "platform_script_ctl")
+    port = free_port()
+    data = tmp_path / "platform"
+    log = open(tmp_path / "platform.log", "w")
+    script = subprocess.Popen(["bash", str(ROOT / "deployments" / "scripts" / "platform.sh"), ctl, str(data)],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**{k: v for k, v in os.environ.items() if not k.startswith("PHILOTES_")},
+                                   "PHILOTES_BIN": str(BINARY), "PHILOTES_API_LISTEN": f"127.0.0.1:{port}"})
+    try:
+        api = Api(f"http://127.0.0.1:{port}", ctl, None)
+        wait_for("the platform", lambda: script.poll() is None and _ready(port), timeout=120)
+        assert oct((data / "encryption.key").stat().st_mode)[-3:] == "600"
+        key = (data / "admin.key").read_text().strip()
+        source.sql("CREATE TABLE orders (id bigint PRIMARY KEY, v text)")
+        source.sql("INSERT INTO orders SELECT g, 'v' FROM generate_series(1, 300) g")
+        host, pg_port = source.cluster.url().split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        assert cli(api, "source", "create", "--name", "shop", "--host", host, "--port", pg_port, "--database", source.name,
+                   "--user", "postgres", "--sslmode", "disable", key=key).returncode == 0
+        out = cli(api, "pipeline", "create", "--name", "shop", "--source", "1", key=key)
+        assert out.returncode == 0, out.stderr
+        assert cli(api, "pipeline", "start", "1", key=key).returncode == 0
+        source.data_dir = data / "pipelines" / "philotes_shop"
+        wait_for("the catalog", lambda: (source.data_dir / "catalog.db").exists(), timeout=120)
+        lake = source.lake()
+        source.sql("INSERT INTO orders VALUES (1000, 'streamed')")
+        wait_for("the lake", lambda: lake_equals_source(source, lake, [("orders", ["id"])]), timeout=180, every=0.5)
+    finally:
+        os.killpg(script.pid, signal.SIGTERM)
+        code = script.wait(timeout=60)
+        log.close()
+    assert code == 0, (tmp_path / "platform.log").read_text()[-3000:]
+    assert "platform: running" in (tmp_path / "platform.log").read_text()

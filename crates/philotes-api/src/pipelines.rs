@@ -1191,3 +1191,157 @@ pub async fn resync(
     tx.commit().await.map_err(db)?;
     Ok((StatusCode::ACCEPTED, Json(ResyncStarted { tables })))
 }
+
+/// A verification of a pipeline: the lake against the source at one position, run by the
+/// managed ingest that runs the pipeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyRun {
+    pub id: i64,
+    /// `schema.table`; empty: every table.
+    pub tables: Vec<String>,
+    pub requested_at: DateTime<Utc>,
+    pub requested_by: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `pending`, `running`, `done` or `failed` (see `error`).
+    pub state: String,
+    /// `match`, `different` or `unverifiable` once done.
+    pub outcome: Option<String>,
+    /// The report, as `philotes verify --format json` writes it.
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+const VERIFY_COLUMNS: &str =
+    "id, tables, requested_at, requested_by, started_at, finished_at, outcome, report, error";
+
+fn verify_run_of(r: &tokio_postgres::Row) -> VerifyRun {
+    let started: Option<DateTime<Utc>> = r.get(4);
+    let finished: Option<DateTime<Utc>> = r.get(5);
+    let error: Option<String> = r.get(8);
+    let state = match (started, finished, &error) {
+        (None, _, _) => "pending",
+        (Some(_), None, _) => "running",
+        (_, Some(_), Some(_)) => "failed",
+        _ => "done",
+    };
+    VerifyRun {
+        id: r.get(0),
+        tables: r.get(1),
+        requested_at: r.get(2),
+        requested_by: r.get(3),
+        started_at: started,
+        finished_at: finished,
+        state: state.into(),
+        outcome: r.get(6),
+        report: r.get(7),
+        error,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/pipelines/{id}/verify", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id")),
+    request_body = ResyncRequest,
+    responses((status = 202, body = VerifyRun, headers(("Location" = String, description = "Where the run's outcome will be"))), (status = 409, description = "The pipeline is stopped", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Verify the lake against the source (the tables named, or all): the managed ingest running
+/// the pipeline runs `philotes verify` and keeps the report.
+pub async fn verify(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(id): Path<String>,
+    body: Body<ResyncRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let (id, _) = slot_of(&s, &id).await?;
+    let tables: Vec<String> = body.value.tables.into_iter().map(|t| t.0).collect();
+    let mut conn = s.store().get().await?;
+    let tx = conn.client()?.transaction().await.map_err(db)?;
+    let row = tx
+        .query_one(
+            "SELECT desired FROM philotes.pipeline_specs WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(db)?;
+    if Desired::parse(row.get::<_, &str>(0)) == Desired::Stopped {
+        return Err(ApiError::conflict(
+            "the pipeline is stopped: start it first (the ingest that runs it verifies it)",
+        ));
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO philotes.verify_runs (pipeline_id, tables, requested_by) VALUES ($1, $2, $3)
+                 RETURNING {VERIFY_COLUMNS}"
+            ),
+            &[&id, &tables, &actor.name],
+        )
+        .await
+        .map_err(db)?;
+    let run = verify_run_of(&row);
+    audit(
+        &tx,
+        &actor,
+        "pipeline.verify",
+        &format!("pipelines/{id}"),
+        serde_json::json!({"run": run.id, "tables": run.tables}),
+    )
+    .await?;
+    tx.commit().await.map_err(db)?;
+    let location = format!("/api/v1/pipelines/{id}/verify-runs/{}", run.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::LOCATION, location)],
+        Json(run),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/pipelines/{id}/verify-runs", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id")),
+    responses((status = 200, body = [VerifyRun]), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// The pipeline's last 50 verifications, newest first.
+pub async fn verify_runs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<VerifyRun>>> {
+    let (id, _) = slot_of(&s, &id).await?;
+    let mut conn = s.store().get().await?;
+    let rows = conn
+        .client()?
+        .query(
+            &format!(
+                "SELECT {VERIFY_COLUMNS} FROM philotes.verify_runs WHERE pipeline_id = $1 ORDER BY id DESC LIMIT 50"
+            ),
+            &[&id],
+        )
+        .await
+        .map_err(db)?;
+    Ok(Json(rows.iter().map(verify_run_of).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/pipelines/{id}/verify-runs/{run}", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id"), ("run" = i64, Path, description = "The verification's id")),
+    responses((status = 200, body = VerifyRun), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// One verification, with its report once done.
+pub async fn verify_run(
+    State(s): State<AppState>,
+    Path((id, run)): Path<(String, String)>,
+) -> ApiResult<Json<VerifyRun>> {
+    let (id, _) = slot_of(&s, &id).await?;
+    let run: i64 = run
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("verification {run}")))?;
+    let mut conn = s.store().get().await?;
+    let row = conn
+        .client()?
+        .query_opt(
+            &format!(
+                "SELECT {VERIFY_COLUMNS} FROM philotes.verify_runs WHERE pipeline_id = $1 AND id = $2"
+            ),
+            &[&id, &run],
+        )
+        .await
+        .map_err(db)?;
+    row.map(|r| Json(verify_run_of(&r)))
+        .ok_or_else(|| ApiError::not_found(format!("verification {run} of pipeline {id}")))
+}

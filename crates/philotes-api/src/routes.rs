@@ -46,6 +46,9 @@ pub enum Route {
     Login,
     Logout,
     Me,
+    VerifyPipeline,
+    ListVerifyRuns,
+    GetVerifyRun,
 }
 
 impl Route {
@@ -81,6 +84,9 @@ impl Route {
         Route::Login,
         Route::Logout,
         Route::Me,
+        Route::VerifyPipeline,
+        Route::ListVerifyRuns,
+        Route::GetVerifyRun,
     ];
 
     pub fn method(self) -> Method {
@@ -88,10 +94,10 @@ impl Route {
         match self {
             Healthz | Readyz | OpenApi | Version | Audit | ListSources | GetSource
             | SourceTables | ListApiKeys | ListPipelines | GetPipeline | PipelineStatus
-            | ListDeadLetters | Me => Method::GET,
+            | ListDeadLetters | Me | ListVerifyRuns | GetVerifyRun => Method::GET,
             CreateSource | TestSource | CreateApiKey | CreatePipeline | StartPipeline
             | StopPipeline | PausePipeline | ResumePipeline | ResyncPipeline | SkipDeadLetter
-            | RetryDeadLetter | Login | Logout => Method::POST,
+            | RetryDeadLetter | Login | Logout | VerifyPipeline => Method::POST,
             UpdateSource => Method::PATCH,
             DeleteSource | RevokeApiKey | DeletePipeline => Method::DELETE,
         }
@@ -125,6 +131,9 @@ impl Route {
             Login => "/api/v1/auth/login",
             Logout => "/api/v1/auth/logout",
             Me => "/api/v1/auth/me",
+            VerifyPipeline => "/api/v1/pipelines/{id}/verify",
+            ListVerifyRuns => "/api/v1/pipelines/{id}/verify-runs",
+            GetVerifyRun => "/api/v1/pipelines/{id}/verify-runs/{run}",
         }
     }
 
@@ -135,9 +144,13 @@ impl Route {
             // Logging in is how a person gets authenticated.
             Healthz | Readyz | OpenApi | Login => None,
             Version | ListSources | GetSource | SourceTables | ListPipelines | GetPipeline
-            | PipelineStatus | ListDeadLetters | Logout | Me => Some(Scope::Read),
+            | PipelineStatus | ListDeadLetters | Logout | Me | ListVerifyRuns | GetVerifyRun => {
+                Some(Scope::Read)
+            }
             TestSource | StartPipeline | StopPipeline | PausePipeline | ResumePipeline
-            | ResyncPipeline | SkipDeadLetter | RetryDeadLetter => Some(Scope::Operate),
+            | ResyncPipeline | SkipDeadLetter | RetryDeadLetter | VerifyPipeline => {
+                Some(Scope::Operate)
+            }
             CreateSource | UpdateSource | DeleteSource | Audit | ListApiKeys | CreateApiKey
             | RevokeApiKey | CreatePipeline | DeletePipeline => Some(Scope::Admin),
         }
@@ -177,6 +190,9 @@ impl Route {
             Login => post(users::login),
             Logout => post(users::logout),
             Me => get(users::me),
+            VerifyPipeline => post(pipelines::verify),
+            ListVerifyRuns => get(pipelines::verify_runs),
+            GetVerifyRun => get(pipelines::verify_run),
         }
     }
 }
@@ -242,6 +258,9 @@ pub fn router(state: AppState) -> Router {
         users::login,
         users::logout,
         users::me,
+        pipelines::verify,
+        pipelines::verify_runs,
+        pipelines::verify_run,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),

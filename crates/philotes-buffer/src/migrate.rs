@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "users",
         sql: include_str!("../migrations/0005_users.sql"),
     },
+    Migration {
+        version: 6,
+        name: "verify",
+        sql: include_str!("../migrations/0006_verify.sql"),
+    },
 ];
 
 /// The key of the advisory lock migrations hold (`philotes` in ASCII).

@@ -200,4 +200,67 @@ impl ControlDb {
             .map_err(|e| db_error("cannot read the pipeline's state", e))?;
         Ok(row.is_some_and(|r| r.get(0)))
     }
+
+    /// Claim the oldest verification nobody started, of a pipeline that is not stopped.
+    pub async fn claim_verify(&mut self) -> Result<Option<VerifyRun>> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("cannot claim a verification", e))?;
+        let row = tx
+            .query_opt(
+                "SELECT v.id, v.pipeline_id, v.tables FROM philotes.verify_runs v
+                 JOIN philotes.pipeline_specs p ON p.id = v.pipeline_id
+                 WHERE v.started_at IS NULL AND p.desired <> 'stopped'
+                 ORDER BY v.id LIMIT 1 FOR UPDATE OF v SKIP LOCKED",
+                &[],
+            )
+            .await
+            .map_err(|e| db_error("cannot claim a verification", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let run = VerifyRun {
+            id: row.get(0),
+            pipeline_id: row.get(1),
+            tables: row.get(2),
+        };
+        tx.execute(
+            "UPDATE philotes.verify_runs SET started_at = now() WHERE id = $1",
+            &[&run.id],
+        )
+        .await
+        .map_err(|e| db_error("cannot claim a verification", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db_error("cannot claim a verification", e))?;
+        Ok(Some(run))
+    }
+
+    /// Record how verification `id` ended: its outcome and report, or why it could not run.
+    pub async fn finish_verify(
+        &self,
+        id: i64,
+        outcome: Option<&str>,
+        report: Option<&serde_json::Value>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE philotes.verify_runs SET finished_at = now(), outcome = $2, report = $3, error = $4 WHERE id = $1",
+                &[&id, &outcome, &report, &error],
+            )
+            .await
+            .map_err(|e| db_error("cannot record a verification", e))?;
+        Ok(())
+    }
+}
+
+/// A verification claimed by a managed ingest.
+#[derive(Clone, Debug)]
+pub struct VerifyRun {
+    pub id: i64,
+    pub pipeline_id: i64,
+    pub tables: Vec<String>,
 }

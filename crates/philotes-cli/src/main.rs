@@ -17,6 +17,8 @@ use philotes_core::{Error, ErrorKind, Secret, TableName};
 use philotes_pipeline::Resync;
 
 mod dlq;
+mod remote;
+mod verify_runs;
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +63,11 @@ enum Command {
     /// API keys, made straight in the control database (so the first key needs no key).
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Sources through the API (`--api-url`, `--api-key`): list, create, test, tables, delete.
+    Source(remote::SourceArgs),
+    /// Pipelines through the API: list, create, start, pause, resume, stop, status, resync,
+    /// dead letters, delete.
+    Pipeline(remote::PipelineArgs),
     /// People who log in to the dashboard, made straight in the control database.
     #[command(subcommand)]
     User(UserCommand),
@@ -479,6 +486,8 @@ fn main() -> ExitCode {
             }
             Command::ApiKey(cmd) => api_key(cmd).await,
             Command::User(cmd) => user(cmd).await,
+            Command::Source(args) => remote::source(args).await,
+            Command::Pipeline(args) => remote::pipeline(args).await,
         }
     });
     match result {
@@ -681,7 +690,15 @@ async fn managed(layer: Layer, role: philotes_pipeline::ManagedRole) -> Result<E
     let _telemetry = philotes_telemetry::serve(&settings.metrics_addr).await?;
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stop.clone(), settings.shutdown_timeout);
-    philotes_pipeline::manage(layer, role, cipher, stop).await?;
+    if matches!(role, philotes_pipeline::ManagedRole::Ingest) {
+        // A managed ingest also runs the verifications asked for through the API.
+        tokio::try_join!(
+            philotes_pipeline::manage(layer.clone(), role, cipher.clone(), stop.clone()),
+            verify_runs::run(layer, cipher, stop)
+        )?;
+    } else {
+        philotes_pipeline::manage(layer, role, cipher, stop).await?;
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
