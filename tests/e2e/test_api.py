@@ -8,6 +8,7 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -65,7 +66,9 @@ def api(cluster, tmp_path, request):
     port = free_port()
     env_key = os.environ.get("PHILOTES_ENCRYPTION_KEY")
     os.environ["PHILOTES_ENCRYPTION_KEY"] = ENCRYPTION_KEY
-    role = Role(["api", "--listen", f"127.0.0.1:{port}", "--buffer-url", ctl, "--metrics-addr", "off"], tmp_path / "api.log")
+    # (History sampled every second, so a test sees several samples.)
+    role = Role(["api", "--listen", f"127.0.0.1:{port}", "--buffer-url", ctl, "--metrics-addr", "off",
+                 "--history-interval", "1s"], tmp_path / "api.log")
     if env_key is None:
         os.environ.pop("PHILOTES_ENCRYPTION_KEY")
     a = Api(f"http://127.0.0.1:{port}", ctl, role)
@@ -418,8 +421,31 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
         assert lake_equals_source(sources["a"], lakes["a"], [("orders", ["id"])])
         sources["b"].sql("INSERT INTO orders VALUES (5000, 'third')")
         wait_for("pipeline b", lambda: lake_equals_source(sources["b"], lakes["b"], [("orders", ["id"])]), timeout=120, every=0.5)
+        # History: b streamed 301 changes (the copy goes to the lake directly); the rates
+        # between samples add up to exactly that, into the buffer and into the lake, and the
+        # newest sample has an empty buffer and no lag.
+        def streamed():
+            samples = api.call("GET", f"/api/v1/pipelines/{ids['b']}/history?hours=1", key=read)[2]
+            total = {"lake": 0.0, "buffered": 0.0}
+            for before, now in zip(samples, samples[1:]):
+                dt = (datetime.fromisoformat(now["at"].replace("Z", "+00:00"))
+                      - datetime.fromisoformat(before["at"].replace("Z", "+00:00"))).total_seconds()
+                total["lake"] += now["lake_changes_per_second"] * dt
+                total["buffered"] += now["buffered_changes_per_second"] * dt
+            last = samples[-1] if samples else {}
+            done = round(total["lake"]) == 301 and last.get("buffer_depth") == 0
+            return (samples, total) if done else None
+        samples, total = wait_for("the history to show b's changes", streamed, timeout=60, every=1)
+        assert round(total["buffered"]) == 301, (total, samples)
+        assert samples[0]["lake_changes_per_second"] is None and samples[-1]["lag_seconds"] == 0, samples
+        assert any(x["buffer_depth"] > 0 or x["lake_changes_per_second"] for x in samples[1:]), samples
+        problem(*api.call("GET", f"/api/v1/pipelines/{ids['b']}/history?hours=0", key=read), 422)
+        problem(*api.call("GET", f"/api/v1/pipelines/{ids['b']}/history?days=1", key=read), 422)
+        problem(*api.call("GET", "/api/v1/pipelines/999999/history", key=read), 404)
+        assert api.call("GET", f"/api/v1/pipelines/{ids['b']}/history")[0] == 401
         # Verify through the API: the managed ingest runs `philotes verify` and keeps the report.
         problem(*api.call("POST", f"/api/v1/pipelines/{ids['b']}/verify", body={"tables": []}, key=read), 403)
+        problem(*api.call("POST", f"/api/v1/pipelines/{ids['b']}/verify", body={"tables": ["public.nope"]}, key=operate), 404)
         s, h, run = api.call("POST", f"/api/v1/pipelines/{ids['b']}/verify", body={"tables": ["public.orders"]}, key=operate)
         assert s == 202 and run["state"] == "pending" and h["Location"].endswith(f"/verify-runs/{run['id']}"), run
 
@@ -645,6 +671,16 @@ def test_the_cli_drives_the_api_for_people_and_scripts(api, source, tmp_path):
     assert "running" in cli(api, "pipeline", "start", str(p["id"]), key=admin).stdout
     out = cli(api, "pipeline", "status", str(p["id"]), key=read)
     assert out.returncode == 0 and "state running" in out.stdout, out.stdout + out.stderr
+    out = cli(api, "pipeline", "history", str(p["id"]), key=read)
+    assert out.returncode == 0 and "BUFFERED/S" in out.stdout, out.stdout + out.stderr
+    # A config file the CLI cannot read is refused without quoting it (it holds the key).
+    bad = tmp_path / "bad.toml"
+    bad.write_text("api_key = phk_000000000000_unquotedsecret\n")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("PHILOTES_")}
+    out = subprocess.run([str(BINARY), "pipeline", "list"], capture_output=True, text=True, timeout=60,
+                         env={**e, "PHILOTES_CLI_CONFIG": str(bad)})
+    assert out.returncode != 0 and "not valid TOML" in out.stderr, out.stderr
+    assert "unquotedsecret" not in out.stderr + out.stdout
     assert "stopped" in cli(api, "pipeline", "stop", str(p["id"]), key=admin).stdout
     out = cli(api, "pipeline", "delete", str(p["id"]), key=admin)
     assert out.returncode == 0 and "deleted" in out.stdout, out.stderr

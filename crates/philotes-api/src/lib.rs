@@ -18,6 +18,7 @@ use philotes_core::{Error, ErrorKind, Result, Secret};
 
 pub mod auth;
 pub mod error;
+pub mod history;
 pub mod json;
 pub mod keys;
 pub mod pipelines;
@@ -92,6 +93,8 @@ pub struct ApiSettings {
     pub listen: String,
     pub buffer_url: Option<Secret>,
     pub encryption_key: Option<Secret>,
+    /// How often to sample every pipeline's history (`philotes_buffer` keeps 7 days).
+    pub history_interval: std::time::Duration,
 }
 
 /// Serve the API until `stop` resolves.
@@ -107,6 +110,7 @@ pub async fn serve(
     })?;
     let cipher = Cipher::from_text(key)?;
     let store = Store::open(settings.buffer_url.as_ref()).await?;
+    let _sampler = history::spawn(store.connector(), settings.history_interval);
     let state = AppState::new(store, cipher);
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await

@@ -973,7 +973,7 @@ impl From<philotes_buffer::DeadLetterRow> for DeadLetter {
 }
 
 /// The slot of pipeline `raw_id` (its key for the roles).
-async fn slot_of(s: &AppState, raw_id: &str) -> ApiResult<(i64, String)> {
+pub(crate) async fn slot_of(s: &AppState, raw_id: &str) -> ApiResult<(i64, String)> {
     let id = pipeline_id(raw_id)?;
     let mut conn = s.store().get().await?;
     let row = conn
@@ -1252,7 +1252,7 @@ pub async fn verify(
     Path(id): Path<String>,
     body: Body<ResyncRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let (id, _) = slot_of(&s, &id).await?;
+    let (id, slot) = slot_of(&s, &id).await?;
     let tables: Vec<String> = body.value.tables.into_iter().map(|t| t.0).collect();
     let mut conn = s.store().get().await?;
     let tx = conn.client()?.transaction().await.map_err(db)?;
@@ -1263,10 +1263,32 @@ pub async fn verify(
         )
         .await
         .map_err(db)?;
-    if Desired::parse(row.get::<_, &str>(0)) == Desired::Stopped {
-        return Err(ApiError::conflict(
-            "the pipeline is stopped: start it first (the ingest that runs it verifies it)",
-        ));
+    match Desired::parse(row.get::<_, &str>(0)) {
+        Desired::Stopped => {
+            return Err(ApiError::conflict(
+                "the pipeline is stopped: start it first (the ingest that runs it verifies it)",
+            ));
+        }
+        Desired::Paused => {
+            return Err(ApiError::conflict(
+                "the pipeline is paused: resume it first (a verification waits for the lake to reach the source's position, which a paused pipeline never does)",
+            ));
+        }
+        _ => {}
+    }
+    for t in &tables {
+        let known = tx
+            .query_opt(
+                "SELECT 1 FROM philotes.tables WHERE pipeline = $1 AND name = $2",
+                &[&slot, t],
+            )
+            .await
+            .map_err(db)?;
+        if known.is_none() {
+            return Err(ApiError::not_found(format!(
+                "table {t} of pipeline {id} (the status lists its tables)"
+            )));
+        }
     }
     let row = tx
         .query_one(

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::auth::{Guard, Scope, guard};
-use crate::{AppState, keys, pipelines, sources, system, users};
+use crate::{AppState, history, keys, pipelines, sources, system, users};
 
 /// A route of the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +49,7 @@ pub enum Route {
     VerifyPipeline,
     ListVerifyRuns,
     GetVerifyRun,
+    PipelineHistory,
 }
 
 impl Route {
@@ -87,6 +88,7 @@ impl Route {
         Route::VerifyPipeline,
         Route::ListVerifyRuns,
         Route::GetVerifyRun,
+        Route::PipelineHistory,
     ];
 
     pub fn method(self) -> Method {
@@ -94,7 +96,7 @@ impl Route {
         match self {
             Healthz | Readyz | OpenApi | Version | Audit | ListSources | GetSource
             | SourceTables | ListApiKeys | ListPipelines | GetPipeline | PipelineStatus
-            | ListDeadLetters | Me | ListVerifyRuns | GetVerifyRun => Method::GET,
+            | ListDeadLetters | Me | ListVerifyRuns | GetVerifyRun | PipelineHistory => Method::GET,
             CreateSource | TestSource | CreateApiKey | CreatePipeline | StartPipeline
             | StopPipeline | PausePipeline | ResumePipeline | ResyncPipeline | SkipDeadLetter
             | RetryDeadLetter | Login | Logout | VerifyPipeline => Method::POST,
@@ -134,6 +136,7 @@ impl Route {
             VerifyPipeline => "/api/v1/pipelines/{id}/verify",
             ListVerifyRuns => "/api/v1/pipelines/{id}/verify-runs",
             GetVerifyRun => "/api/v1/pipelines/{id}/verify-runs/{run}",
+            PipelineHistory => "/api/v1/pipelines/{id}/history",
         }
     }
 
@@ -144,9 +147,8 @@ impl Route {
             // Logging in is how a person gets authenticated.
             Healthz | Readyz | OpenApi | Login => None,
             Version | ListSources | GetSource | SourceTables | ListPipelines | GetPipeline
-            | PipelineStatus | ListDeadLetters | Logout | Me | ListVerifyRuns | GetVerifyRun => {
-                Some(Scope::Read)
-            }
+            | PipelineStatus | ListDeadLetters | Logout | Me | ListVerifyRuns | GetVerifyRun
+            | PipelineHistory => Some(Scope::Read),
             TestSource | StartPipeline | StopPipeline | PausePipeline | ResumePipeline
             | ResyncPipeline | SkipDeadLetter | RetryDeadLetter | VerifyPipeline => {
                 Some(Scope::Operate)
@@ -193,6 +195,7 @@ impl Route {
             VerifyPipeline => post(pipelines::verify),
             ListVerifyRuns => get(pipelines::verify_runs),
             GetVerifyRun => get(pipelines::verify_run),
+            PipelineHistory => get(history::history),
         }
     }
 }
@@ -261,6 +264,7 @@ pub fn router(state: AppState) -> Router {
         pipelines::verify,
         pipelines::verify_runs,
         pipelines::verify_run,
+        history::history,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),

@@ -48,6 +48,11 @@ impl Store {
         })
     }
 
+    /// For a connection of one's own (a background task's).
+    pub fn connector(&self) -> SourceConn {
+        self.conn.clone()
+    }
+
     /// A free connection (or the next one in turn), connected.
     pub async fn get(&self) -> std::result::Result<Conn<'_>, ApiError> {
         let mut guard = None;

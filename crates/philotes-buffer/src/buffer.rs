@@ -191,16 +191,29 @@ impl ControlDb {
             .transaction()
             .await
             .map_err(|e| db_error("cannot begin buffering", e))?;
+        let mut removed = 0u64;
         if let Some(from) = batch.clear_from {
             let from = from.0 as i64;
-            tx.execute(
-                "DELETE FROM philotes.changes WHERE table_id = $1 AND lsn >= $2",
-                &[&batch.table, &from],
-            )
-            .await
-            .map_err(|e| db_error("cannot remove an interrupted transaction's changes", e))?;
+            removed = tx
+                .execute(
+                    "DELETE FROM philotes.changes WHERE table_id = $1 AND lsn >= $2",
+                    &[&batch.table, &from],
+                )
+                .await
+                .map_err(|e| db_error("cannot remove an interrupted transaction's changes", e))?;
         }
         let n = copy_changes(&tx, batch.changes.iter().map(|c| (batch.table, c))).await?;
+        // The table's count of buffered changes (history): rows written again after an
+        // interrupted write count once.
+        let added = n as i64 - removed as i64;
+        if added != 0 {
+            tx.execute(
+                "UPDATE philotes.tables SET changes_buffered = greatest(changes_buffered + $2, 0) WHERE id = $1",
+                &[&batch.table, &added],
+            )
+            .await
+            .map_err(|e| db_error("cannot count buffered changes", e))?;
+        }
         if let Some(upto) = batch.upto {
             let at = upto.0 as i64;
             tx.execute(

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "verify",
         sql: include_str!("../migrations/0006_verify.sql"),
     },
+    Migration {
+        version: 7,
+        name: "history",
+        sql: include_str!("../migrations/0007_history.sql"),
+    },
 ];
 
 /// The key of the advisory lock migrations hold (`philotes` in ASCII).

@@ -212,7 +212,10 @@ impl ControlDb {
             .query_opt(
                 "SELECT v.id, v.pipeline_id, v.tables FROM philotes.verify_runs v
                  JOIN philotes.pipeline_specs p ON p.id = v.pipeline_id
-                 WHERE v.started_at IS NULL AND p.desired <> 'stopped'
+                 WHERE (v.started_at IS NULL
+                        -- Claimed by an ingest that died before finishing it: run it again.
+                        OR (v.finished_at IS NULL AND v.started_at < now() - interval '15 minutes'))
+                   AND p.desired <> 'stopped'
                  ORDER BY v.id LIMIT 1 FOR UPDATE OF v SKIP LOCKED",
                 &[],
             )

@@ -258,7 +258,18 @@ impl ControlDb {
             )
             .await
             .map_err(|e| db_error("cannot remove old table descriptions", e))?;
-        self.remove_below(table, watermark).await
+        let removed = self.remove_below(table, watermark).await?;
+        if removed > 0 {
+            // What left the buffer for the lake (history).
+            self.client
+                .execute(
+                    "UPDATE philotes.tables SET changes_in_lake = changes_in_lake + $2 WHERE id = $1",
+                    &[&table, &(removed as i64)],
+                )
+                .await
+                .map_err(|e| db_error("cannot count the changes in the lake", e))?;
+        }
+        Ok(removed)
     }
 
     /// The tables of `pipeline` with changes below `lsn` still buffered: (name, changes, why

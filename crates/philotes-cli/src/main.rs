@@ -96,6 +96,10 @@ struct ApiArgs {
     /// Where the API serves metrics and health for Prometheus and probes (`off`: nowhere).
     #[arg(long, env = "PHILOTES_METRICS_ADDR", default_value = philotes_config::DEFAULT_METRICS_ADDR)]
     metrics_addr: String,
+    /// How often the API samples every running pipeline's throughput, buffer depth and lag
+    /// into the control database (kept 7 days; GET /api/v1/pipelines/{id}/history).
+    #[arg(long, env = "PHILOTES_HISTORY_INTERVAL", default_value = "1m")]
+    history_interval: String,
 }
 
 /// The control database, for the commands that need nothing else.
@@ -831,26 +835,16 @@ async fn healthcheck(args: HealthcheckArgs) -> Result<ExitCode, Error> {
 }
 
 async fn api(args: ApiArgs) -> Result<ExitCode, Error> {
-    let encryption_key = match &args.encryption_key_file {
-        Some(path) => Some(Secret::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Config,
-                        format!(
-                            "cannot read the encryption key file {}: {e}",
-                            path.display()
-                        ),
-                    )
-                })?
-                .trim()
-                .to_string(),
-        )),
-        None => std::env::var("PHILOTES_ENCRYPTION_KEY")
-            .ok()
-            .map(Secret::new),
-    };
+    let encryption_key = encryption_key(args.encryption_key_file.as_deref())?;
+    let history_interval = philotes_config::parse_duration(&args.history_interval)?;
+    if history_interval < std::time::Duration::from_secs(1) {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "--history-interval (PHILOTES_HISTORY_INTERVAL) must be 1s or more; the default is 1m",
+        ));
+    }
     let settings = philotes_api::ApiSettings {
+        history_interval,
         listen: args.listen,
         buffer_url: args.control.url()?,
         encryption_key,

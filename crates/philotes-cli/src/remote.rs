@@ -116,6 +116,13 @@ enum PipelineCommand {
     Resync { id: i64, tables: Vec<String> },
     /// Its dead letters.
     DeadLetters { id: i64 },
+    /// Its recent samples: changes per second into the buffer and the lake, depth, lag.
+    History {
+        id: i64,
+        /// How many hours back (1 to 168).
+        #[arg(long, default_value_t = 1)]
+        hours: i32,
+    },
     /// Leave one dead letter's change out of the lake.
     Skip {
         id: i64,
@@ -158,7 +165,13 @@ impl Api {
             Some(p) => std::fs::read_to_string(p)
                 .map_err(|e| config_error(format!("cannot read {}: {e}", p.display())))?
                 .parse()
-                .map_err(|e| config_error(format!("{} is not valid TOML: {e}", p.display())))?,
+                // (Not the parser's message: it quotes the line, which may hold the key.)
+                .map_err(|_: toml::de::Error| {
+                    config_error(format!(
+                        "{} is not valid TOML: write `api_url = \"http://…\"` and `api_key = \"phk_…\"`, each value in quotes",
+                        p.display()
+                    ))
+                })?,
             None => toml::Table::new(),
         };
         let from_file = |k: &str| file.get(k).and_then(|v| v.as_str()).map(str::to_string);
@@ -226,10 +239,15 @@ impl Api {
         if status.is_success() {
             return Ok(value);
         }
-        let mut msg = value["detail"]
-            .as_str()
-            .unwrap_or("the API refused the request")
-            .to_string();
+        let mut msg = match (value["detail"].as_str(), &value) {
+            (Some(d), _) => d.to_string(),
+            // Not a problem from the API: a proxy or something else answered.
+            (None, Value::String(body)) => format!(
+                "the answer is not from the Philotes API (is --api-url / PHILOTES_API_URL right, or is a proxy in the way?): {}",
+                body.chars().take(200).collect::<String>()
+            ),
+            (None, _) => "the API refused the request".to_string(),
+        };
         if let Some(errors) = value["errors"].as_array() {
             for e in errors {
                 msg.push_str(&format!(
@@ -630,6 +648,33 @@ pub(crate) async fn pipeline(args: PipelineArgs) -> Result<ExitCode, Error> {
                                 text(&d["column"]),
                                 text(&d["state"]),
                                 text(&d["error"]),
+                            ]
+                        })
+                        .collect(),
+                )
+            });
+        }
+        PipelineCommand::History { id, hours } => {
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!("pipelines/{id}/history?hours={hours}"),
+                    None,
+                )
+                .await?;
+            let rate = |x: &Value| x.as_f64().map_or("-".to_string(), |r| format!("{r:.1}"));
+            api.print(&v, |v| {
+                render(
+                    &["AT", "BUFFERED/S", "LAKE/S", "DEPTH", "LAG S"],
+                    items(v)
+                        .iter()
+                        .map(|h| {
+                            vec![
+                                text(&h["at"]),
+                                rate(&h["buffered_changes_per_second"]),
+                                rate(&h["lake_changes_per_second"]),
+                                text(&h["buffer_depth"]),
+                                rate(&h["lag_seconds"]),
                             ]
                         })
                         .collect(),

@@ -152,7 +152,6 @@ async fn chosen_tables(
     Ok(tables)
 }
 
-/// Wait until `slot` is confirmed at or past `at`: the lake then holds every change before it.
 /// Whether a process streams `slot` now; `None` when there is no such slot.
 async fn slot_active(client: &tokio_postgres::Client, slot: &str) -> Result<Option<bool>> {
     let row = client
@@ -199,6 +198,7 @@ async fn catch_up(settings: &Settings) -> Result<()> {
     }
 }
 
+/// Wait until `slot` is confirmed at or past `at`: the lake then holds every change before it.
 async fn wait_for_lake(
     client: &tokio_postgres::Client,
     slot: &str,
