@@ -107,6 +107,39 @@ def test_keys_and_scopes_decide_who_may_do_what(api):
     assert status == 200 and spec["openapi"].startswith("3.1")
     checked_in = json.loads((ROOT / "docs" / "api" / "openapi.json").read_text())
     assert spec == checked_in
+    # The docs page (no key either): every operation of the contract with its scope, no script.
+    status, h, page = api.call("GET", "/api/v1/docs")
+    assert status == 200 and h["Content-Type"].startswith("text/html"), h
+    import html.parser
+
+    class Rows(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.cells, self.scripts = [], None, 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.cells = []
+            elif tag == "td" and self.cells is not None:
+                self.cells.append("")
+            elif tag == "script":
+                self.scripts += 1
+
+        def handle_endtag(self, tag):
+            if tag == "tr" and self.cells:
+                self.rows.append(self.cells)
+                self.cells = None
+
+        def handle_data(self, data):
+            if self.cells:
+                self.cells[-1] += data
+    rows = Rows()
+    rows.feed(page)
+    ops = {(m.upper(), p) for p, item in spec["paths"].items() for m in item}
+    assert {(r[0], r[1]) for r in rows.rows} == ops and len(rows.rows) == len(ops) and rows.scripts == 0
+    scopes = {(r[0], r[1]): r[2] for r in rows.rows}
+    assert scopes[("GET", "/healthz")] == "none" and scopes[("POST", "/api/v1/sources")] == "admin"
+    assert scopes[("POST", "/api/v1/pipelines/{id}/pause")] == "operate" and scopes[("GET", "/api/v1/sources")] == "read"
     for method, path in [("GET", "/api/v1/version"), ("GET", "/api/v1/sources"), ("POST", "/api/v1/sources"),
                          ("GET", "/api/v1/api-keys"), ("GET", "/api/v1/audit")]:
         s, h, b = api.call(method, path, body={} if method == "POST" else None)

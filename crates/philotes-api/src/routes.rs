@@ -18,6 +18,7 @@ pub enum Route {
     Healthz,
     Readyz,
     OpenApi,
+    Docs,
     Version,
     Audit,
     ListSources,
@@ -57,6 +58,7 @@ impl Route {
         Route::Healthz,
         Route::Readyz,
         Route::OpenApi,
+        Route::Docs,
         Route::Version,
         Route::Audit,
         Route::ListSources,
@@ -94,7 +96,7 @@ impl Route {
     pub fn method(self) -> Method {
         use Route::*;
         match self {
-            Healthz | Readyz | OpenApi | Version | Audit | ListSources | GetSource
+            Healthz | Readyz | OpenApi | Docs | Version | Audit | ListSources | GetSource
             | SourceTables | ListApiKeys | ListPipelines | GetPipeline | PipelineStatus
             | ListDeadLetters | Me | ListVerifyRuns | GetVerifyRun | PipelineHistory => Method::GET,
             CreateSource | TestSource | CreateApiKey | CreatePipeline | StartPipeline
@@ -111,6 +113,7 @@ impl Route {
             Healthz => "/healthz",
             Readyz => "/readyz",
             OpenApi => "/api/v1/openapi.json",
+            Docs => "/api/v1/docs",
             Version => "/api/v1/version",
             Audit => "/api/v1/audit",
             ListSources | CreateSource => "/api/v1/sources",
@@ -145,7 +148,7 @@ impl Route {
         use Route::*;
         match self {
             // Logging in is how a person gets authenticated.
-            Healthz | Readyz | OpenApi | Login => None,
+            Healthz | Readyz | OpenApi | Docs | Login => None,
             Version | ListSources | GetSource | SourceTables | ListPipelines | GetPipeline
             | PipelineStatus | ListDeadLetters | Logout | Me | ListVerifyRuns | GetVerifyRun
             | PipelineHistory => Some(Scope::Read),
@@ -164,6 +167,7 @@ impl Route {
             Healthz => get(system::healthz),
             Readyz => get(system::readyz),
             OpenApi => get(system::spec),
+            Docs => get(system::docs),
             Version => get(system::version),
             Audit => get(system::audit),
             ListSources => get(sources::list),
@@ -233,6 +237,7 @@ pub fn router(state: AppState) -> Router {
         system::healthz,
         system::readyz,
         system::spec,
+        system::docs,
         system::version,
         system::audit,
         sources::list,
@@ -363,6 +368,7 @@ mod tests {
                 "/healthz",
                 "/readyz",
                 "/api/v1/openapi.json",
+                "/api/v1/docs",
                 "/api/v1/auth/login"
             ]
         );

@@ -72,6 +72,67 @@ pub async fn spec() -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1/docs", tag = "system", security(()),
+    responses((status = 200, description = "A page listing every operation, its scope and what it does", content_type = "text/html")))]
+/// The contract for people: every operation with the scope it needs and what it does, on one
+/// page with no script (the JSON document is the reference).
+pub async fn docs() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        docs_page(),
+    )
+        .into_response()
+}
+
+/// The docs page, from the route list and the OpenAPI document.
+pub fn docs_page() -> String {
+    let doc = crate::routes::openapi();
+    let mut rows = String::new();
+    for route in crate::routes::Route::ALL {
+        let method = route.method();
+        let op = doc
+            .paths
+            .paths
+            .get(route.path())
+            .and_then(|item| match method.as_str() {
+                "GET" => item.get.as_ref(),
+                "POST" => item.post.as_ref(),
+                "PATCH" => item.patch.as_ref(),
+                "DELETE" => item.delete.as_ref(),
+                "PUT" => item.put.as_ref(),
+                _ => None,
+            });
+        let summary = op.and_then(|o| o.summary.as_deref()).unwrap_or("");
+        let more = op.and_then(|o| o.description.as_deref()).unwrap_or("");
+        let scope = route.scope().map_or("none", |s| s.as_str());
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{} {}</td></tr>\n",
+            method,
+            escape(route.path()),
+            scope,
+            escape(summary),
+            escape(more)
+        ));
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Philotes API {version}</title>\n\
+         <style>body{{font-family:sans-serif;margin:2em;max-width:75em}}td,th{{text-align:left;vertical-align:top;padding:.3em .6em;border-bottom:1px solid #ddd}}code{{white-space:nowrap}}</style></head>\n\
+         <body><h1>Philotes API {version}</h1>\n\
+         <p>{description}</p>\n\
+         <p>The contract: <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a> (OpenAPI 3.1). Scopes: <code>read</code> &lt; <code>operate</code> &lt; <code>admin</code>; <code>none</code> needs no authentication.</p>\n\
+         <table><thead><tr><th>method</th><th>path</th><th>scope</th><th>what it does</th></tr></thead><tbody>\n{rows}</tbody></table></body></html>\n",
+        version = escape(&doc.info.version),
+        description = escape(doc.info.description.as_deref().unwrap_or("")),
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// One change made through the API.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEntry {
