@@ -93,7 +93,7 @@ pub struct ApiSettings {
     pub listen: String,
     pub buffer_url: Option<Secret>,
     pub encryption_key: Option<Secret>,
-    /// How often to sample every pipeline's history (`philotes_buffer` keeps 7 days).
+    /// How often to sample every pipeline's history (kept [`history::KEEP_DAYS`] days).
     pub history_interval: std::time::Duration,
 }
 

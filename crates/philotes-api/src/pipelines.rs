@@ -1154,21 +1154,7 @@ pub async fn resync(
     let wanted: Vec<String> = body.value.tables.into_iter().map(|t| t.0).collect();
     let mut conn = s.store().get().await?;
     let tx = conn.client()?.transaction().await.map_err(db)?;
-    let known: Vec<String> = tx
-        .query(
-            "SELECT name FROM philotes.tables WHERE pipeline = $1 ORDER BY name",
-            &[&slot],
-        )
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if let Some(t) = wanted.iter().find(|t| !known.contains(t)) {
-        return Err(ApiError::not_found(format!(
-            "table {t} of pipeline {id} (the status lists its tables)"
-        )));
-    }
+    let known = known_tables(&tx, id, &slot, &wanted).await?;
     let tables = if wanted.is_empty() { known } else { wanted };
     for t in &tables {
         tx.execute(
@@ -1190,6 +1176,32 @@ pub async fn resync(
     .await?;
     tx.commit().await.map_err(db)?;
     Ok((StatusCode::ACCEPTED, Json(ResyncStarted { tables })))
+}
+
+/// The pipeline's tables (`schema.table`, by name), after checking that every one `wanted`
+/// is among them (404 for the first that is not).
+async fn known_tables(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: i64,
+    slot: &str,
+    wanted: &[String],
+) -> ApiResult<Vec<String>> {
+    let known: Vec<String> = tx
+        .query(
+            "SELECT name FROM philotes.tables WHERE pipeline = $1 ORDER BY name",
+            &[&slot],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Some(t) = wanted.iter().find(|t| !known.contains(t)) {
+        return Err(ApiError::not_found(format!(
+            "table {t} of pipeline {id} (the status lists its tables)"
+        )));
+    }
+    Ok(known)
 }
 
 /// A verification of a pipeline: the lake against the source at one position, run by the
@@ -1276,20 +1288,7 @@ pub async fn verify(
         }
         _ => {}
     }
-    for t in &tables {
-        let known = tx
-            .query_opt(
-                "SELECT 1 FROM philotes.tables WHERE pipeline = $1 AND name = $2",
-                &[&slot, t],
-            )
-            .await
-            .map_err(db)?;
-        if known.is_none() {
-            return Err(ApiError::not_found(format!(
-                "table {t} of pipeline {id} (the status lists its tables)"
-            )));
-        }
-    }
+    known_tables(&tx, id, &slot, &tables).await?;
     let row = tx
         .query_one(
             &format!(

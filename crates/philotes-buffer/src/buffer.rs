@@ -204,25 +204,25 @@ impl ControlDb {
         }
         let n = copy_changes(&tx, batch.changes.iter().map(|c| (batch.table, c))).await?;
         // The table's count of buffered changes (history): rows written again after an
-        // interrupted write count once.
+        // interrupted write count once. Recorded with the position, in one statement.
         let added = n as i64 - removed as i64;
-        if added != 0 {
+        if let Some(upto) = batch.upto {
+            let at = upto.0 as i64;
+            tx.execute(
+                "UPDATE philotes.tables SET buffered = greatest(coalesce(buffered, 0), $2),
+                   changes_buffered = greatest(changes_buffered + $3, 0), updated_at = now() WHERE id = $1",
+                &[&batch.table, &at, &added],
+            )
+            .await
+            .map_err(|e| db_error("cannot record a table's buffered position", e))?;
+            record_pipeline(&tx, batch.pipeline, upto).await?;
+        } else if added != 0 {
             tx.execute(
                 "UPDATE philotes.tables SET changes_buffered = greatest(changes_buffered + $2, 0) WHERE id = $1",
                 &[&batch.table, &added],
             )
             .await
             .map_err(|e| db_error("cannot count buffered changes", e))?;
-        }
-        if let Some(upto) = batch.upto {
-            let at = upto.0 as i64;
-            tx.execute(
-                "UPDATE philotes.tables SET buffered = greatest(coalesce(buffered, 0), $2), updated_at = now() WHERE id = $1",
-                &[&batch.table, &at],
-            )
-            .await
-            .map_err(|e| db_error("cannot record a table's buffered position", e))?;
-            record_pipeline(&tx, batch.pipeline, upto).await?;
         }
         tx.commit()
             .await
