@@ -440,8 +440,10 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
         b = problem(*api.call("POST", f"/api/v1/pipelines/{ids['a']}/resume", key=operate), 409)
         assert "stopped" in b["detail"]
         problem(*api.call("POST", f"/api/v1/pipelines/{ids['a']}/verify", body={"tables": []}, key=operate), 409)
+        # Ingest and the workers notice the stop each on its own poll (every 2 s, then at a
+        # transaction boundary), so the worker may let go after the slot does.
         wait_for("a's slot to be let go", lambda: status("a")["slot"]["active"] is False, timeout=60)
-        assert status("a")["workers"] == []
+        wait_for("the worker to let go of a", lambda: status("a")["workers"] == [], timeout=60)
 
         def deleted():
             s, _, _ = api.call("DELETE", f"/api/v1/pipelines/{ids['a']}", key=admin)
@@ -551,12 +553,23 @@ def test_dead_letters_and_resync_through_the_api(api, source, tmp_path):
         st = api.call("GET", f"/api/v1/pipelines/{pid}/status", key=read)[2]
         by_name = {t["name"]: t for t in st["tables"]}
         assert by_name["public.prices"]["state"] == "stopped" and "cannot convert" in by_name["public.prices"]["stopped_reason"]
+        # `philotes dlq --pipeline` reads the same through the API.
+        out = cli(api, "dlq", "list", "--pipeline", str(pid), "--format", "json", key=read)
+        assert out.returncode == 0, out.stderr
+        (listed,) = json.loads(out.stdout)["dead_letters"]
+        assert (listed["id"], listed["table"], listed["column"]) == (d["id"], "public.prices", "p"), listed
+        out = cli(api, "dlq", "skip", str(d["id"]), "--pipeline", str(pid), key=read)
+        assert out.returncode != 0 and "scope `operate`" in out.stderr, out.stderr
         problem(*api.call("POST", f"/api/v1/pipelines/{pid}/dead-letters/{d['id']}/skip", body={}, key=read), 403)
         problem(*api.call("POST", f"/api/v1/pipelines/{pid}/dead-letters/999999/skip", body={}, key=operate), 404)
         s, _, decided = api.call("POST", f"/api/v1/pipelines/{pid}/dead-letters/{d['id']}/skip",
                                  body={"note": "NaN from the old importer"}, key=operate)
         assert s == 200 and decided["state"] == "skipped" and decided["note"] == "NaN from the old importer", decided
         problem(*api.call("POST", f"/api/v1/pipelines/{pid}/dead-letters/{d['id']}/retry", body={}, key=operate), 409)
+        out = cli(api, "dlq", "list", "--pipeline", str(pid), key=read)
+        assert out.stdout.strip() == "no open dead letters", out.stdout + out.stderr
+        out = cli(api, "dlq", "list", "--all", "--pipeline", str(pid), key=read)
+        assert "skipped" in out.stdout and "NaN from the old importer" in out.stdout, out.stdout
 
         def prices():
             return {k[0] for k in lake.current_state("public.prices__changelog", ["id"])}
@@ -579,6 +592,92 @@ def test_dead_letters_and_resync_through_the_api(api, source, tmp_path):
         for r in roles:
             if r.alive():
                 assert r.stop() == 0, r.tail()
+
+
+def test_a_pipeline_definition_changes_while_it_runs(api, source, tmp_path):
+    """PATCH: a table joins (copied, then streamed) and leaves (its lake table stays as it
+    was) through the publication; where the tables are cannot change once written; a refused
+    change changes nothing, in the definition or on the source."""
+    from test_service import lake_equals_source, no_duplicates
+    admin, read = api.key("admin"), api.key("read")
+    for t in ("orders", "items"):
+        source.sql(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
+        source.sql(f"INSERT INTO {t} SELECT g, 'first' FROM generate_series(1, 200) g")
+    s, _, src = api.call("POST", "/api/v1/sources", body=source_body(source, name="shop", user="postgres"), key=admin)
+    s, _, p = api.call("POST", "/api/v1/pipelines", key=admin, body={
+        "name": "shop", "source_id": src["id"], "tables": ["public.orders"], "flush_interval": "200ms"})
+    assert s == 201, p
+    pid = p["id"]
+    # Before it ever ran, anything may change (the publication does not exist yet).
+    s, _, p = api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin,
+                       body={"namespace": "before", "destination": {"s3_region": "eu-central"}})
+    assert s == 200 and p["namespace"] == "before" and p["destination"]["s3_region"] == "eu-central", p
+    s, _, p = api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin,
+                       body={"namespace": None, "destination": {"s3_region": None, "s3_secret_access_key": PLANTED}})
+    assert s == 200 and p["namespace"] is None and p["destination"]["s3_region"] is None, p
+    assert p["destination"]["has_s3_secret_access_key"] is True and PLANTED not in json.dumps(p)
+    problem(*api.call("PATCH", f"/api/v1/pipelines/{pid}", key=read, body={"name": "x"}), 403)
+    problem(*api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin, body={"slot": "other"}), 422)
+    problem(*api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin, body={"flush_interval": "0s"}), 422)
+    problem(*api.call("PATCH", "/api/v1/pipelines/999999", key=admin, body={"name": "x"}), 404)
+    data = tmp_path / "data"
+    roles = managed_roles(api, tmp_path, data)
+    try:
+        assert api.call("POST", f"/api/v1/pipelines/{pid}/start", key=admin)[0] == 200
+        source.data_dir = data / "philotes_shop"
+        wait_for("the catalog", lambda: (source.data_dir / "catalog.db").exists(), timeout=120)
+        lake = source.lake()
+        wait_for("orders", lambda: lake_equals_source(source, lake, [("orders", ["id"])]), timeout=180, every=0.5)
+        assert ("public", "items__changelog") not in lake.catalog.list_tables("public")
+        spec_before = api.db("SELECT tables, updated_at FROM philotes.pipeline_specs WHERE id = %s", (pid,))
+        # Refused: a table the source does not have (nothing changes, here or on the source)...
+        b = problem(*api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin,
+                              body={"tables": ["public.orders", "public.nope"], "flush_rows": 10}), 422)
+        assert b["errors"][0]["field"] == "tables" and "nope" in b["errors"][0]["message"], b
+        # ...and where the tables are, once written.
+        b = problem(*api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin, body={"namespace": "elsewhere"}), 409)
+        assert "namespace" in b["detail"] and "new pipeline" in b["detail"], b
+        b = problem(*api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin,
+                              body={"destination": {"warehouse": "file:///tmp/elsewhere"}}), 409)
+        assert "destination.warehouse" in b["detail"], b
+        assert api.db("SELECT tables, updated_at FROM philotes.pipeline_specs WHERE id = %s", (pid,)) == spec_before
+        assert source.sql("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = 'philotes_shop'") == [("public.orders",)]
+        # A table joins, through the CLI: copied, then streamed; orders streams on.
+        out = cli(api, "pipeline", "update", str(pid), "--tables", "public.orders,public.items", "--flush-interval", "300ms", key=admin)
+        assert out.returncode == 0 and "running" in out.stdout, out.stdout + out.stderr
+        assert sorted(source.sql("SELECT tablename FROM pg_publication_tables WHERE pubname = 'philotes_shop'")) == [("items",), ("orders",)]
+        source.sql("INSERT INTO orders SELECT g, 'second' FROM generate_series(201, 300) g")
+        source.sql("INSERT INTO items SELECT g, 'second' FROM generate_series(201, 300) g")
+        wait_for("items to join", lambda: lake_equals_source(source, lake, [("orders", ["id"]), ("items", ["id"])]),
+                 timeout=180, every=0.5)
+        p = api.call("GET", f"/api/v1/pipelines/{pid}", key=read)[2]
+        assert p["tables"] == ["public.orders", "public.items"] and p["flush_interval"] == "300ms", p
+        # A table leaves: its lake table stays as it was; the other goes on.
+        s, _, p = api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin, body={"tables": ["public.items"]})
+        assert s == 200, p
+        source.sql("INSERT INTO items VALUES (999, 'third')")
+        wait_for("items", lambda: lake_equals_source(source, lake, [("items", ["id"])]), timeout=120, every=0.5)
+        source.sql("INSERT INTO orders VALUES (999, 'not replicated')")
+        source.sql("INSERT INTO items VALUES (1000, 'third')")
+        wait_for("items", lambda: lake_equals_source(source, lake, [("items", ["id"])]), timeout=120, every=0.5)
+        orders = {r[0] for r in lake.current_state("public.orders__changelog", ["id"])}
+        assert orders == set(range(1, 301)), sorted(orders - set(range(1, 301)))
+        for t in ("orders", "items"):
+            no_duplicates(lake, f"public.{t}__changelog")
+        changed = [e["detail"]["changed"] for e in api.call("GET", "/api/v1/audit", key=admin)[2]["items"]
+                   if e["action"] == "pipeline.update"]
+        assert ["tables"] in changed and ["tables", "flush_interval"] in changed, changed
+        for r in roles:
+            assert r.alive(), r.tail()
+    finally:
+        for r in roles:
+            if r.alive():
+                assert r.stop() == 0, r.tail()
+    # A FOR ALL TABLES publication takes no list.
+    s, _, q = api.call("POST", "/api/v1/pipelines", key=admin, body={"name": "all", "source_id": src["id"]})
+    source.sql("CREATE PUBLICATION philotes_all FOR ALL TABLES")
+    b = problem(*api.call("PATCH", f"/api/v1/pipelines/{q['id']}", key=admin, body={"tables": ["public.items"]}), 409)
+    assert "FOR ALL TABLES" in b["detail"], b
 
 
 def make_user(api, username, role, password):
@@ -651,6 +750,94 @@ def test_people_log_in_with_a_cookie_guarded_against_csrf_and_guessing(api, sour
     # Another user is not locked out by ada's guesser (below the per-address limit).
     assert api.call("POST", "/api/v1/auth/login", body={"username": "vic", "password": password})[0] == 200
     assert password not in api.role.log.read_text()
+
+
+def test_admins_manage_people_through_the_api_and_the_last_admin_stays(api):
+    password, other = "correct horse battery staple", "another long passphrase"
+    assert make_user(api, "root", "admin", password).returncode == 0
+    admin, read = api.key("admin"), api.key("read")
+    s, h, ops = api.call("POST", "/api/v1/users", key=admin, body={"username": "ops", "role": "operator", "password": password})
+    assert s == 201 and h["Location"] == f"/api/v1/users/{ops['id']}" and ops["role"] == "operator", ops
+    assert "password" not in json.dumps(ops) and "hash" not in json.dumps(ops)
+    users_before = api.db("SELECT id, username, role, password_hash, disabled_at FROM philotes.users ORDER BY id")
+    # Refused, and nothing changes.
+    problem(*api.call("POST", "/api/v1/users", key=read, body={"username": "x", "role": "viewer", "password": password}), 403)
+    problem(*api.call("POST", "/api/v1/users", key=admin, body={"username": "ops", "role": "viewer", "password": password}), 409)
+    b = problem(*api.call("POST", "/api/v1/users", key=admin, body={"username": "eve", "role": "viewer", "password": "short"}), 422)
+    assert b["errors"][0]["field"] == "password", b
+    problem(*api.call("POST", "/api/v1/users", key=admin, body={"username": "eve", "role": "root", "password": password}), 422)
+    problem(*api.call("PATCH", f"/api/v1/users/{ops['id']}", key=admin, body={"is_admin": True}), 422)
+    problem(*api.call("PATCH", "/api/v1/users/999999", key=admin, body={"role": "admin"}), 404)
+    problem(*api.call("GET", "/api/v1/users", key=read), 403)
+    assert api.db("SELECT id, username, role, password_hash, disabled_at FROM philotes.users ORDER BY id") == users_before
+    listed = api.call("GET", "/api/v1/users", key=admin)[2]["items"]
+    assert [(u["username"], u["role"]) for u in listed] == [("root", "admin"), ("ops", "operator")]
+
+    def login(username, pw):
+        s, h, body = api.call("POST", "/api/v1/auth/login", body={"username": username, "password": pw})
+        return (h["Set-Cookie"].split(";", 1)[0], body["csrf_token"]) if s == 200 else s
+    cookie, csrf = login("ops", password)
+    # A new role applies to the next request; a new password or disabling ends the sessions.
+    assert api.call("PATCH", f"/api/v1/users/{ops['id']}", key=admin, body={"role": "viewer"})[0] == 200
+    assert api.call("GET", "/api/v1/auth/me", headers=session_headers(cookie))[2]["scope"] == "read"
+    s, _, u = api.call("PATCH", f"/api/v1/users/{ops['id']}", key=admin, body={"password": other})
+    assert s == 200 and u["role"] == "viewer"
+    problem(*api.call("GET", "/api/v1/auth/me", headers=session_headers(cookie)), 401)
+    assert login("ops", password) == 401
+    cookie, csrf = login("ops", other)
+    assert api.call("PATCH", f"/api/v1/users/{ops['id']}", key=admin, body={"disabled": True})[2]["disabled_at"]
+    problem(*api.call("GET", "/api/v1/auth/me", headers=session_headers(cookie)), 401)
+    assert login("ops", other) == 401
+    assert api.call("PATCH", f"/api/v1/users/{ops['id']}", key=admin, body={"disabled": False})[2]["disabled_at"] is None
+    # One's own password, with the current one: the other sessions end, this one goes on.
+    first, first_csrf = login("ops", other)
+    second, second_csrf = login("ops", other)
+    b = problem(*api.call("POST", "/api/v1/auth/password", headers=session_headers(first, first_csrf),
+                          body={"current_password": "not it at all", "new_password": password}), 422)
+    assert b["errors"][0]["field"] == "current_password"
+    problem(*api.call("POST", "/api/v1/auth/password", headers=session_headers(first),
+                      body={"current_password": other, "new_password": password}), 403)
+    assert api.call("POST", "/api/v1/auth/password", headers=session_headers(first, first_csrf),
+                    body={"current_password": other, "new_password": password})[0] == 204
+    assert api.call("GET", "/api/v1/auth/me", headers=session_headers(first))[0] == 200
+    problem(*api.call("GET", "/api/v1/auth/me", headers=session_headers(second)), 401)
+    problem(*api.call("POST", "/api/v1/auth/password", key=admin,
+                      body={"current_password": other, "new_password": password}), 409)
+    # The last admin cannot be demoted, disabled or deleted.
+    (root_id,) = api.db("SELECT id FROM philotes.users WHERE username = 'root'")[0]
+    for method, body in (("PATCH", {"role": "operator"}), ("PATCH", {"disabled": True}), ("DELETE", None)):
+        b = problem(*api.call(method, f"/api/v1/users/{root_id}", key=admin, body=body), 409)
+        assert "last admin" in b["detail"]
+    assert api.db("SELECT role, disabled_at FROM philotes.users WHERE id = %s", (root_id,)) == [("admin", None)]
+    # The CLI, over the API: a second admin, then the first may go.
+    out = cli(api, "user", "create", "--username", "ada", "--role", "admin", key=admin, env={"PHILOTES_USER_PASSWORD": password})
+    assert out.returncode == 0 and "ada" in out.stdout and "admin" in out.stdout, out.stdout + out.stderr
+    out = cli(api, "user", "update", "root", "--role", "viewer", key=admin)
+    assert out.returncode == 0 and "viewer" in out.stdout, out.stdout + out.stderr
+    out = cli(api, "user", "update", "ada", "--disable", key=admin)
+    assert out.returncode != 0 and "last admin" in out.stderr, out.stdout + out.stderr
+    out = cli(api, "user", "delete", "ops", key=admin)
+    assert out.returncode == 0 and "deleted" in out.stdout, out.stderr
+    out = cli(api, "user", "delete", "nobody", key=admin)
+    assert out.returncode != 0 and "no user nobody" in out.stderr, out.stderr
+    out = cli(api, "user", "list", key=admin)
+    assert [line.split()[1:3] for line in out.stdout.splitlines()[1:]] == [["root", "viewer"], ["ada", "admin"]], out.stdout
+    # API keys from the CLI, over the API.
+    out = cli(api, "api-key", "create", "--name", "grafana", "--scope", "read", key=admin)
+    assert out.returncode == 0 and "shown this once" in out.stderr, out.stderr
+    token = out.stdout.strip()
+    assert api.call("GET", "/api/v1/version", key=token)[0] == 200
+    out = cli(api, "api-key", "list", "-o", "json", key=admin)
+    (made,) = [k for k in json.loads(out.stdout) if k["name"] == "grafana"]
+    assert made["scope"] == "read" and made["created_by"].startswith("key:") and "token" not in made
+    out = cli(api, "api-key", "revoke", made["id"], key=admin)
+    assert out.returncode == 0 and "revoked" in out.stdout, out.stderr
+    problem(*api.call("GET", "/api/v1/version", key=token), 401)
+    actions = [e["action"] for e in api.call("GET", "/api/v1/audit?limit=500", key=admin)[2]["items"]]
+    for a in ("user.create", "user.update", "user.delete", "user.password", "api-key.create", "api-key.revoke"):
+        assert a in actions, (a, actions)
+    log = api.role.log.read_text()
+    assert password not in log and other not in log
 
 
 def cli(api, *args, key=None, env=None, input=None):

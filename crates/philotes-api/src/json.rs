@@ -57,6 +57,16 @@ where
 
 /// Parse `raw` as `T`, naming the field of the first problem.
 pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object (serde would also read a struct from an array of its fields).
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok()
+    {
+        return Err(ApiError::invalid(vec![FieldError {
+            field: String::new(),
+            message: "the body must be a JSON object".into(),
+        }]));
+    }
     let de = &mut serde_json::Deserializer::from_slice(raw);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -259,4 +269,54 @@ where
     #[derive(serde::Deserialize)]
     struct W<T: TryFrom<i64>>(#[serde(deserialize_with = "integral")] T);
     Option::<W<T>>::deserialize(d).map(|o| o.map(|w| w.0))
+}
+
+/// A field that is present (even as `null`) is `Some`: in a PATCH, `null` clears a setting
+/// and an absent field leaves it as it is.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// [`integral`], for a PATCH field ([`present`]: `null` clears it).
+pub fn integral_present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    integral_opt(d).map(Some)
+}
+
+/// A nested object: refused when sent as anything else (serde would read a struct from an
+/// array of its fields too).
+pub fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    use serde::de::Error as _;
+    let v = serde_json::Value::deserialize(d)?;
+    if !v.is_object() {
+        return Err(D::Error::custom("expected an object"));
+    }
+    serde_json::from_value(v).map_err(D::Error::custom)
+}
+
+/// [`object`], or `null` for `None`.
+pub fn object_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    use serde::de::Error as _;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        v if v.is_object() => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+        _ => Err(D::Error::custom("expected an object")),
+    }
 }

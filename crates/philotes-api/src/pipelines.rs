@@ -198,7 +198,7 @@ pub struct PipelineCreate {
         pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
     )]
     pub namespace: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::object")]
     pub destination: DestinationIn,
     /// A positive duration: `500ms`, `1s`, `5m`.
     #[schema(pattern = "^[1-9][0-9]{0,8}(ms|s|m|h)$")]
@@ -229,6 +229,113 @@ fn optional_text(p: &mut Problems, field: &str, v: &Option<String>, max: usize) 
     }
 }
 
+fn check_tables(p: &mut Problems, tables: &[TableRef]) {
+    p.check(tables.len() <= 1000, "tables", "at most 1000 tables");
+    for (i, TableRef(t)) in tables.iter().enumerate() {
+        let ok = t.split_once('.').is_some_and(|(s, n)| {
+            !s.is_empty()
+                && !n.is_empty()
+                && t.chars().count() <= 200
+                && !t.chars().any(char::is_control)
+        });
+        p.check(ok, &format!("tables[{i}]"), "`schema.table`");
+    }
+}
+
+fn check_flush(p: &mut Problems, interval: Option<&str>, rows: Option<i64>) {
+    if let Some(f) = interval {
+        let digits = f.trim_end_matches(['m', 's', 'h']);
+        let unit = &f[digits.len()..];
+        let ok = matches!(unit, "ms" | "s" | "m" | "h")
+            && (1..=9).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+            && philotes_config::parse_duration(f).is_ok_and(|d| !d.is_zero());
+        p.check(
+            ok,
+            "flush_interval",
+            "a positive duration, like `1s` or `500ms`",
+        );
+    }
+    if let Some(r) = rows {
+        p.check(
+            (1..=1_000_000_000).contains(&r),
+            "flush_rows",
+            "1 to 1000000000",
+        );
+    }
+}
+
+/// The destination's settings, each named `destination.<field>`; secrets as they would be
+/// stored.
+fn check_destination(p: &mut Problems, d: &Destination, secrets: &DestinationSecrets) {
+    if let Some(w) = &d.warehouse {
+        p.check(
+            (w.len() > 8 && w.starts_with("file:///") || w.len() > 5 && w.starts_with("s3://"))
+                && w.chars().count() <= 1024
+                && !w.chars().any(char::is_control),
+            "destination.warehouse",
+            "`file:///path` or `s3://bucket/path`",
+        );
+    }
+    for (field, v) in [
+        ("destination.catalog_uri", &d.catalog_uri),
+        ("destination.s3_endpoint", &d.s3_endpoint),
+    ] {
+        if let Some(u) = v {
+            p.check(
+                (u.len() > 7 && u.starts_with("http://")
+                    || u.len() > 8 && u.starts_with("https://"))
+                    && u.chars().count() <= 1024
+                    && !u.chars().any(char::is_control),
+                field,
+                "an http:// or https:// URL",
+            );
+        }
+    }
+    for (field, v, max) in [
+        ("destination.catalog_warehouse", &d.catalog_warehouse, 255),
+        ("destination.catalog_prefix", &d.catalog_prefix, 255),
+        ("destination.s3_region", &d.s3_region, 64),
+        ("destination.s3_access_key_id", &d.s3_access_key_id, 255),
+        (
+            "destination.s3_secret_access_key",
+            &secrets.s3_secret_access_key,
+            1024,
+        ),
+        ("destination.catalog_token", &secrets.catalog_token, 4096),
+        (
+            "destination.catalog_credential",
+            &secrets.catalog_credential,
+            1024,
+        ),
+    ] {
+        optional_text(p, field, v, max);
+    }
+}
+
+impl DestinationIn {
+    fn split(self) -> (Destination, DestinationSecrets) {
+        (
+            Destination {
+                warehouse: self.warehouse,
+                catalog_uri: self.catalog_uri,
+                catalog_warehouse: self.catalog_warehouse,
+                catalog_prefix: self.catalog_prefix,
+                s3_endpoint: self.s3_endpoint,
+                s3_region: self.s3_region,
+                s3_access_key_id: self.s3_access_key_id,
+                s3_path_style: self.s3_path_style,
+            },
+            DestinationSecrets {
+                s3_secret_access_key: self.s3_secret_access_key,
+                catalog_token: self.catalog_token,
+                catalog_credential: self.catalog_credential,
+            },
+        )
+    }
+}
+
 impl Validate for PipelineCreate {
     fn validate(&self) -> Vec<FieldError> {
         let mut p = Problems::default();
@@ -240,90 +347,28 @@ impl Validate for PipelineCreate {
             identifier(&mut p, "slot", v);
         }
         if let Some(tables) = &self.tables {
-            p.check(tables.len() <= 1000, "tables", "at most 1000 tables");
-            for (i, TableRef(t)) in tables.iter().enumerate() {
-                let ok = t.split_once('.').is_some_and(|(s, n)| {
-                    !s.is_empty()
-                        && !n.is_empty()
-                        && t.chars().count() <= 200
-                        && !t.chars().any(char::is_control)
-                });
-                p.check(ok, &format!("tables[{i}]"), "`schema.table`");
-            }
+            check_tables(&mut p, tables);
         }
         optional_text(&mut p, "namespace", &self.namespace, 255);
-        if let Some(f) = &self.flush_interval {
-            let digits = f.trim_end_matches(['m', 's', 'h']);
-            let unit = &f[digits.len()..];
-            let ok = matches!(unit, "ms" | "s" | "m" | "h")
-                && (1..=9).contains(&digits.len())
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && !digits.starts_with('0')
-                && philotes_config::parse_duration(f).is_ok_and(|d| !d.is_zero());
-            p.check(
-                ok,
-                "flush_interval",
-                "a positive duration, like `1s` or `500ms`",
-            );
-        }
-        if let Some(r) = self.flush_rows {
-            p.check(
-                (1..=1_000_000_000).contains(&r),
-                "flush_rows",
-                "1 to 1000000000",
-            );
-        }
+        check_flush(&mut p, self.flush_interval.as_deref(), self.flush_rows);
         let d = &self.destination;
-        if let Some(w) = &d.warehouse {
-            p.check(
-                (w.len() > 8 && w.starts_with("file:///") || w.len() > 5 && w.starts_with("s3://"))
-                    && w.chars().count() <= 1024
-                    && !w.chars().any(char::is_control),
-                "destination.warehouse",
-                "`file:///path` or `s3://bucket/path`",
-            );
-        }
-        for (field, v) in [
-            ("destination.catalog_uri", &d.catalog_uri),
-            ("destination.s3_endpoint", &d.s3_endpoint),
-        ] {
-            if let Some(u) = v {
-                p.check(
-                    (u.len() > 7 && u.starts_with("http://")
-                        || u.len() > 8 && u.starts_with("https://"))
-                        && u.chars().count() <= 1024
-                        && !u.chars().any(char::is_control),
-                    field,
-                    "an http:// or https:// URL",
-                );
-            }
-        }
-        optional_text(
+        check_destination(
             &mut p,
-            "destination.catalog_warehouse",
-            &d.catalog_warehouse,
-            255,
-        );
-        optional_text(&mut p, "destination.catalog_prefix", &d.catalog_prefix, 255);
-        optional_text(&mut p, "destination.s3_region", &d.s3_region, 64);
-        optional_text(
-            &mut p,
-            "destination.s3_access_key_id",
-            &d.s3_access_key_id,
-            255,
-        );
-        optional_text(
-            &mut p,
-            "destination.s3_secret_access_key",
-            &d.s3_secret_access_key,
-            1024,
-        );
-        optional_text(&mut p, "destination.catalog_token", &d.catalog_token, 4096);
-        optional_text(
-            &mut p,
-            "destination.catalog_credential",
-            &d.catalog_credential,
-            1024,
+            &Destination {
+                warehouse: d.warehouse.clone(),
+                catalog_uri: d.catalog_uri.clone(),
+                catalog_warehouse: d.catalog_warehouse.clone(),
+                catalog_prefix: d.catalog_prefix.clone(),
+                s3_endpoint: d.s3_endpoint.clone(),
+                s3_region: d.s3_region.clone(),
+                s3_access_key_id: d.s3_access_key_id.clone(),
+                s3_path_style: d.s3_path_style,
+            },
+            &DestinationSecrets {
+                s3_secret_access_key: d.s3_secret_access_key.clone(),
+                catalog_token: d.catalog_token.clone(),
+                catalog_credential: d.catalog_credential.clone(),
+            },
         );
         p.0
     }
@@ -399,6 +444,46 @@ pub async fn list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Pipelin
     Ok(Json(PipelinePage { items, next }))
 }
 
+/// `philotes_<name>` (with `_` for `-`), the default slot and publication; a name too long
+/// for PostgreSQL's 63 bytes is cut and given a hash of the whole, so two long names that
+/// start alike still differ.
+fn default_name(name: &str) -> String {
+    let full = format!("philotes_{}", name.replace('-', "_"));
+    if full.len() <= 63 {
+        return full;
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(name.as_bytes());
+    let tag: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+    // (Names are ASCII, so byte 54 is a character boundary.)
+    format!("{}_{tag}", &full[..54])
+}
+
+/// The destination's secrets sealed together (none: `None`), and the names of those set.
+fn seal(
+    s: &AppState,
+    secrets: &DestinationSecrets,
+) -> ApiResult<(Option<Vec<u8>>, Vec<&'static str>)> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for (n, v) in [
+        ("s3_secret_access_key", &secrets.s3_secret_access_key),
+        ("catalog_token", &secrets.catalog_token),
+        ("catalog_credential", &secrets.catalog_credential),
+    ] {
+        if v.is_some() {
+            names.push(n);
+        }
+    }
+    if names.is_empty() {
+        return Ok((None, names));
+    }
+    let text = serde_json::to_string(secrets).map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        Some(s.cipher().seal(PIPELINE_SECRETS, text.as_bytes())?),
+        names,
+    ))
+}
+
 #[utoipa::path(post, path = "/api/v1/pipelines", tag = "pipelines",
     request_body = PipelineCreate,
     responses((status = 201, body = Pipeline, headers(("Location" = String, description = "The new pipeline's path"))), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -409,49 +494,11 @@ pub async fn create(
     body: Body<PipelineCreate>,
 ) -> ApiResult<impl IntoResponse> {
     let b = body.value;
-    let default_name = format!("philotes_{}", b.name.replace('-', "_"));
+    let default_name = default_name(&b.name);
     let slot = b.slot.clone().unwrap_or_else(|| default_name.clone());
     let publication = b.publication.clone().unwrap_or(default_name);
-    if slot.len() > 63 {
-        return Err(ApiError::invalid(vec![FieldError {
-            field: "slot".into(),
-            message:
-                "the default slot name (philotes_<name>) is too long: give a shorter name or a slot"
-                    .into(),
-        }]));
-    }
-    let d = b.destination;
-    let destination = Destination {
-        warehouse: d.warehouse,
-        catalog_uri: d.catalog_uri,
-        catalog_warehouse: d.catalog_warehouse,
-        catalog_prefix: d.catalog_prefix,
-        s3_endpoint: d.s3_endpoint,
-        s3_region: d.s3_region,
-        s3_access_key_id: d.s3_access_key_id,
-        s3_path_style: d.s3_path_style,
-    };
-    let secrets = DestinationSecrets {
-        s3_secret_access_key: d.s3_secret_access_key,
-        catalog_token: d.catalog_token,
-        catalog_credential: d.catalog_credential,
-    };
-    let mut secret_names: Vec<&str> = Vec::new();
-    for (n, v) in [
-        ("s3_secret_access_key", &secrets.s3_secret_access_key),
-        ("catalog_token", &secrets.catalog_token),
-        ("catalog_credential", &secrets.catalog_credential),
-    ] {
-        if v.is_some() {
-            secret_names.push(n);
-        }
-    }
-    let sealed = if secret_names.is_empty() {
-        None
-    } else {
-        let text = serde_json::to_string(&secrets).map_err(|e| ApiError::internal(&e))?;
-        Some(s.cipher().seal(PIPELINE_SECRETS, text.as_bytes())?)
-    };
+    let (destination, secrets) = b.destination.split();
+    let (sealed, secret_names) = seal(&s, &secrets)?;
     let destination = serde_json::to_value(&destination).map_err(|e| ApiError::internal(&e))?;
     let tables: Vec<String> = b
         .tables
@@ -538,6 +585,318 @@ pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
         .map_err(db)?;
     row.map(|r| Json(pipeline_of(&r)))
         .ok_or_else(|| ApiError::not_found(format!("pipeline {id}")))
+}
+
+/// Changes to a destination; absent fields stay as they are, `null` clears one (the roles'
+/// own setting applies again). Where the tables are (`warehouse`, `catalog_*`) changes only
+/// before the pipeline first wrote them.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationPatch {
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = "^(file:///|s3://)[^\\x00-\\x1f\\x7f-\\x9f]+$")]
+    pub warehouse: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = "^https?://[^\\x00-\\x1f\\x7f-\\x9f]+$")]
+    pub catalog_uri: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub catalog_warehouse: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub catalog_prefix: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = "^https?://[^\\x00-\\x1f\\x7f-\\x9f]+$")]
+    pub s3_endpoint: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub s3_region: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub s3_access_key_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<bool>)]
+    pub s3_path_style: Option<Option<bool>>,
+    /// Write-only: sealed, never returned.
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, write_only, min_length = 1, max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub s3_secret_access_key: Option<Option<String>>,
+    /// Write-only: sealed, never returned.
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, write_only, min_length = 1, max_length = 4096, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub catalog_token: Option<Option<String>>,
+    /// Write-only (`client_id:client_secret`): sealed, never returned.
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, write_only, min_length = 1, max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub catalog_credential: Option<Option<String>>,
+}
+
+/// Changes to a pipeline's definition; absent fields stay as they are, `null` clears a
+/// setting. A running pipeline is restarted with the new definition within seconds (at a
+/// transaction boundary; nothing is lost or repeated).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineUpdate {
+    /// 1 to 63 of a-z, 0-9, - and _ (the slot keeps its name).
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9][a-z0-9_-]*$")]
+    pub name: Option<String>,
+    /// The tables to replicate, `schema.table`: the publication on the source is altered to
+    /// publish exactly these (a table that joins is copied; one that leaves keeps its lake
+    /// table as of the moment it left). Not for a `FOR ALL TABLES` publication.
+    #[schema(max_items = 1000)]
+    pub tables: Option<Vec<TableRef>>,
+    /// Only before the pipeline first wrote its tables.
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub namespace: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::json::object_opt")]
+    pub destination: Option<DestinationPatch>,
+    #[serde(default, deserialize_with = "crate::json::present")]
+    #[schema(value_type = Option<String>, pattern = "^[1-9][0-9]{0,8}(ms|s|m|h)$")]
+    pub flush_interval: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::json::integral_present")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000000)]
+    pub flush_rows: Option<Option<i64>>,
+}
+
+impl Validate for PipelineUpdate {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut p = Problems::default();
+        if let Some(n) = &self.name {
+            p.name("name", n);
+        }
+        if let Some(tables) = &self.tables {
+            check_tables(&mut p, tables);
+        }
+        if let Some(n) = &self.namespace {
+            optional_text(&mut p, "namespace", n, 255);
+        }
+        check_flush(
+            &mut p,
+            self.flush_interval.clone().flatten().as_deref(),
+            self.flush_rows.flatten(),
+        );
+        // The destination is checked once merged with what is stored.
+        p.0
+    }
+}
+
+/// `patch` over `current`: `Some(None)` clears, `Some(Some(v))` sets, `None` keeps.
+fn merge<T: Clone>(current: &mut Option<T>, patch: &Option<Option<T>>) {
+    if let Some(v) = patch {
+        *current = v.clone();
+    }
+}
+
+#[utoipa::path(patch, path = "/api/v1/pipelines/{id}", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id")),
+    request_body = PipelineUpdate,
+    responses((status = 200, body = Pipeline), (status = 409, description = "A change the pipeline cannot take (where its tables are, once written; the tables of a FOR ALL TABLES publication), or the source refused the publication change", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Change a pipeline's definition: name, tables, flush settings, destination credentials.
+/// A running pipeline picks the change up within seconds.
+pub async fn update(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(id): Path<String>,
+    body: Body<PipelineUpdate>,
+) -> ApiResult<Json<Pipeline>> {
+    let id = pipeline_id(&id)?;
+    let b = body.value;
+    let mut conn = s.store().get().await?;
+    let tx = conn.client()?.transaction().await.map_err(db)?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS}, secrets_enc FROM philotes.pipeline_specs WHERE id = $1 FOR UPDATE"
+            ),
+            &[&id],
+        )
+        .await
+        .map_err(db)?;
+    let Some(row) = row else {
+        return Err(ApiError::not_found(format!("pipeline {id}")));
+    };
+    let current = pipeline_of(&row);
+    let stored: Destination =
+        serde_json::from_value(row.get::<_, serde_json::Value>(7)).unwrap_or_default();
+    let stored_secrets: DestinationSecrets = match row.get::<_, Option<Vec<u8>>>(15) {
+        Some(sealed) => {
+            let text = s.cipher().open(PIPELINE_SECRETS, &sealed)?;
+            serde_json::from_str(text.expose()).map_err(|e| ApiError::internal(&e))?
+        }
+        None => DestinationSecrets::default(),
+    };
+    let (mut d, mut secrets) = (stored.clone(), stored_secrets.clone());
+    let mut changed: Vec<String> = Vec::new();
+    if let Some(p) = &b.destination {
+        merge(&mut d.warehouse, &p.warehouse);
+        merge(&mut d.catalog_uri, &p.catalog_uri);
+        merge(&mut d.catalog_warehouse, &p.catalog_warehouse);
+        merge(&mut d.catalog_prefix, &p.catalog_prefix);
+        merge(&mut d.s3_endpoint, &p.s3_endpoint);
+        merge(&mut d.s3_region, &p.s3_region);
+        merge(&mut d.s3_access_key_id, &p.s3_access_key_id);
+        merge(&mut d.s3_path_style, &p.s3_path_style);
+        merge(&mut secrets.s3_secret_access_key, &p.s3_secret_access_key);
+        merge(&mut secrets.catalog_token, &p.catalog_token);
+        merge(&mut secrets.catalog_credential, &p.catalog_credential);
+        for (field, set) in [
+            ("warehouse", p.warehouse.is_some()),
+            ("catalog_uri", p.catalog_uri.is_some()),
+            ("catalog_warehouse", p.catalog_warehouse.is_some()),
+            ("catalog_prefix", p.catalog_prefix.is_some()),
+            ("s3_endpoint", p.s3_endpoint.is_some()),
+            ("s3_region", p.s3_region.is_some()),
+            ("s3_access_key_id", p.s3_access_key_id.is_some()),
+            ("s3_path_style", p.s3_path_style.is_some()),
+            ("s3_secret_access_key", p.s3_secret_access_key.is_some()),
+            ("catalog_token", p.catalog_token.is_some()),
+            ("catalog_credential", p.catalog_credential.is_some()),
+        ] {
+            if set {
+                changed.push(format!("destination.{field}"));
+            }
+        }
+    }
+    let mut problems = Problems::default();
+    check_destination(&mut problems, &d, &secrets);
+    if !problems.0.is_empty() {
+        return Err(ApiError::invalid(problems.0));
+    }
+    let mut namespace = current.namespace.clone();
+    merge(&mut namespace, &b.namespace);
+    // Where the tables are: their watermarks are in them, so a pipeline that wrote its tables
+    // cannot be pointed at another lake (it would copy everything again there, or worse, skip
+    // what the new lake never had).
+    let moved: Vec<&str> = [
+        ("namespace", namespace != current.namespace),
+        ("destination.warehouse", d.warehouse != stored.warehouse),
+        (
+            "destination.catalog_uri",
+            d.catalog_uri != stored.catalog_uri,
+        ),
+        (
+            "destination.catalog_warehouse",
+            d.catalog_warehouse != stored.catalog_warehouse,
+        ),
+        (
+            "destination.catalog_prefix",
+            d.catalog_prefix != stored.catalog_prefix,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(f, c)| c.then_some(f))
+    .collect();
+    if !moved.is_empty() {
+        let wrote: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM philotes.tables WHERE pipeline = $1)",
+                &[&current.slot],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        if wrote {
+            return Err(ApiError::conflict(format!(
+                "{} cannot change: the pipeline has written its tables there, and their positions are kept with them. For another lake, define a new pipeline (its own slot) and delete this one",
+                moved.join(", ")
+            )));
+        }
+    }
+    let tables: Vec<String> = match &b.tables {
+        Some(t) => t.iter().map(|t| t.0.clone()).collect(),
+        None => current.tables.clone(),
+    };
+    let tables_changed = tables != current.tables;
+    if tables_changed {
+        changed.push("tables".into());
+    }
+    let name = b.name.clone().unwrap_or_else(|| current.name.clone());
+    let mut flush_interval = current.flush_interval.clone();
+    merge(&mut flush_interval, &b.flush_interval);
+    let mut flush_rows = current.flush_rows;
+    merge(&mut flush_rows, &b.flush_rows);
+    for (field, set) in [
+        ("name", b.name.is_some()),
+        ("namespace", b.namespace.is_some()),
+        ("flush_interval", b.flush_interval.is_some()),
+        ("flush_rows", b.flush_rows.is_some()),
+    ] {
+        if set {
+            changed.push(field.into());
+        }
+    }
+    let (sealed, secret_names) = seal(&s, &secrets)?;
+    let destination = serde_json::to_value(&d).map_err(|e| ApiError::internal(&e))?;
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE philotes.pipeline_specs SET name = $2, tables = $3, namespace = $4, destination = $5,
+                    secrets_enc = $6, secret_names = $7, flush_interval = $8, flush_rows = $9, updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[
+                &id,
+                &name,
+                &tables,
+                &namespace,
+                &destination,
+                &sealed,
+                &secret_names,
+                &flush_interval,
+                &flush_rows,
+            ],
+        )
+        .await
+        .map_err(|e| match db(e) {
+            e if e.status() == StatusCode::CONFLICT => {
+                ApiError::conflict(format!("a pipeline named {name} exists already"))
+            }
+            e => e,
+        })?;
+    audit(
+        &tx,
+        &actor,
+        "pipeline.update",
+        &format!("pipelines/{id}"),
+        serde_json::json!({ "changed": changed }),
+    )
+    .await?;
+    // The source last: when it refuses, the transaction (the definition) is not committed.
+    if tables_changed {
+        use philotes_source_postgres::preflight::{PublicationChange, set_publication_tables};
+        let client = crate::sources::connect(&s, current.source_id)
+            .await?
+            .map_err(|m| {
+                ApiError::unreachable(format!(
+                    "cannot reach the source to change publication {}'s tables ({m}); fix the source (POST /api/v1/sources/{}/test) and try again",
+                    current.publication, current.source_id
+                ))
+            })?;
+        let publication = &current.publication;
+        match set_publication_tables(&client, publication, &tables).await {
+            Ok(PublicationChange::Missing | PublicationChange::Set) => {}
+            Ok(PublicationChange::AllTables) => {
+                return Err(ApiError::conflict(format!(
+                    "publication {publication} is FOR ALL TABLES: it publishes every table and cannot take a list. To replicate only some tables, define a pipeline with `tables` (it makes its own publication)"
+                )));
+            }
+            Ok(PublicationChange::NotAllTables) => {
+                return Err(ApiError::conflict(format!(
+                    "publication {publication} publishes a list of tables; only a superuser can make it FOR ALL TABLES (DROP PUBLICATION {publication}; CREATE PUBLICATION {publication} FOR ALL TABLES WITH (publish_via_partition_root = true)). Or name the tables"
+                )));
+            }
+            Err(e) if e.kind() == philotes_core::ErrorKind::Invalid => {
+                return Err(ApiError::invalid(vec![FieldError {
+                    field: "tables".into(),
+                    message: e.to_string(),
+                }]));
+            }
+            Err(e) => return Err(ApiError::conflict(e.to_string())),
+        }
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(Json(pipeline_of(&row)))
 }
 
 /// Move a pipeline to `to` from one of `from`.
@@ -1365,4 +1724,19 @@ pub async fn verify_run(
         .map_err(db)?;
     row.map(|r| Json(verify_run_of(&r)))
         .ok_or_else(|| ApiError::not_found(format!("verification {run} of pipeline {id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_name;
+
+    #[test]
+    fn default_names_fit_postgres_and_stay_distinct() {
+        assert_eq!(default_name("shop-eu"), "philotes_shop_eu");
+        let a = default_name(&"a".repeat(63));
+        let b = default_name(&format!("{}b", "a".repeat(62)));
+        assert_eq!((a.len(), b.len()), (63, 63));
+        assert_ne!(a, b);
+        assert!(a.starts_with("philotes_aaaa"));
+    }
 }

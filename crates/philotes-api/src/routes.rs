@@ -34,6 +34,7 @@ pub enum Route {
     ListPipelines,
     CreatePipeline,
     GetPipeline,
+    UpdatePipeline,
     DeletePipeline,
     StartPipeline,
     StopPipeline,
@@ -51,6 +52,11 @@ pub enum Route {
     ListVerifyRuns,
     GetVerifyRun,
     PipelineHistory,
+    ListUsers,
+    CreateUser,
+    UpdateUser,
+    DeleteUser,
+    ChangePassword,
 }
 
 impl Route {
@@ -74,6 +80,7 @@ impl Route {
         Route::ListPipelines,
         Route::CreatePipeline,
         Route::GetPipeline,
+        Route::UpdatePipeline,
         Route::DeletePipeline,
         Route::StartPipeline,
         Route::StopPipeline,
@@ -91,6 +98,11 @@ impl Route {
         Route::ListVerifyRuns,
         Route::GetVerifyRun,
         Route::PipelineHistory,
+        Route::ListUsers,
+        Route::CreateUser,
+        Route::UpdateUser,
+        Route::DeleteUser,
+        Route::ChangePassword,
     ];
 
     pub fn method(self) -> Method {
@@ -98,12 +110,15 @@ impl Route {
         match self {
             Healthz | Readyz | OpenApi | Docs | Version | Audit | ListSources | GetSource
             | SourceTables | ListApiKeys | ListPipelines | GetPipeline | PipelineStatus
-            | ListDeadLetters | Me | ListVerifyRuns | GetVerifyRun | PipelineHistory => Method::GET,
+            | ListDeadLetters | Me | ListVerifyRuns | GetVerifyRun | PipelineHistory
+            | ListUsers => Method::GET,
             CreateSource | TestSource | CreateApiKey | CreatePipeline | StartPipeline
             | StopPipeline | PausePipeline | ResumePipeline | ResyncPipeline | SkipDeadLetter
-            | RetryDeadLetter | Login | Logout | VerifyPipeline => Method::POST,
-            UpdateSource => Method::PATCH,
-            DeleteSource | RevokeApiKey | DeletePipeline => Method::DELETE,
+            | RetryDeadLetter | Login | Logout | VerifyPipeline | CreateUser | ChangePassword => {
+                Method::POST
+            }
+            UpdateSource | UpdatePipeline | UpdateUser => Method::PATCH,
+            DeleteSource | RevokeApiKey | DeletePipeline | DeleteUser => Method::DELETE,
         }
     }
 
@@ -123,7 +138,7 @@ impl Route {
             ListApiKeys | CreateApiKey => "/api/v1/api-keys",
             RevokeApiKey => "/api/v1/api-keys/{id}",
             ListPipelines | CreatePipeline => "/api/v1/pipelines",
-            GetPipeline | DeletePipeline => "/api/v1/pipelines/{id}",
+            GetPipeline | UpdatePipeline | DeletePipeline => "/api/v1/pipelines/{id}",
             StartPipeline => "/api/v1/pipelines/{id}/start",
             StopPipeline => "/api/v1/pipelines/{id}/stop",
             PausePipeline => "/api/v1/pipelines/{id}/pause",
@@ -140,6 +155,9 @@ impl Route {
             ListVerifyRuns => "/api/v1/pipelines/{id}/verify-runs",
             GetVerifyRun => "/api/v1/pipelines/{id}/verify-runs/{run}",
             PipelineHistory => "/api/v1/pipelines/{id}/history",
+            ListUsers | CreateUser => "/api/v1/users",
+            UpdateUser | DeleteUser => "/api/v1/users/{id}",
+            ChangePassword => "/api/v1/auth/password",
         }
     }
 
@@ -151,13 +169,14 @@ impl Route {
             Healthz | Readyz | OpenApi | Docs | Login => None,
             Version | ListSources | GetSource | SourceTables | ListPipelines | GetPipeline
             | PipelineStatus | ListDeadLetters | Logout | Me | ListVerifyRuns | GetVerifyRun
-            | PipelineHistory => Some(Scope::Read),
+            | PipelineHistory | ChangePassword => Some(Scope::Read),
             TestSource | StartPipeline | StopPipeline | PausePipeline | ResumePipeline
             | ResyncPipeline | SkipDeadLetter | RetryDeadLetter | VerifyPipeline => {
                 Some(Scope::Operate)
             }
             CreateSource | UpdateSource | DeleteSource | Audit | ListApiKeys | CreateApiKey
-            | RevokeApiKey | CreatePipeline | DeletePipeline => Some(Scope::Admin),
+            | RevokeApiKey | CreatePipeline | UpdatePipeline | DeletePipeline | ListUsers
+            | CreateUser | UpdateUser | DeleteUser => Some(Scope::Admin),
         }
     }
 
@@ -183,6 +202,7 @@ impl Route {
             ListPipelines => get(pipelines::list),
             CreatePipeline => post(pipelines::create),
             GetPipeline => get(pipelines::get),
+            UpdatePipeline => patch(pipelines::update),
             DeletePipeline => delete(pipelines::delete),
             StartPipeline => post(pipelines::start),
             StopPipeline => post(pipelines::stop),
@@ -200,6 +220,11 @@ impl Route {
             ListVerifyRuns => get(pipelines::verify_runs),
             GetVerifyRun => get(pipelines::verify_run),
             PipelineHistory => get(history::history),
+            ListUsers => get(users::list),
+            CreateUser => post(users::create),
+            UpdateUser => patch(users::update),
+            DeleteUser => delete(users::delete),
+            ChangePassword => post(users::change_password),
         }
     }
 }
@@ -253,6 +278,7 @@ pub fn router(state: AppState) -> Router {
         pipelines::list,
         pipelines::create,
         pipelines::get,
+        pipelines::update,
         pipelines::delete,
         pipelines::start,
         pipelines::stop,
@@ -270,6 +296,11 @@ pub fn router(state: AppState) -> Router {
         pipelines::verify_runs,
         pipelines::verify_run,
         history::history,
+        users::list,
+        users::create,
+        users::update,
+        users::delete,
+        users::change_password,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -278,7 +309,8 @@ pub fn router(state: AppState) -> Router {
         (name = "sources", description = "PostgreSQL databases to replicate"),
         (name = "pipelines", description = "A source's publication into the lake, run by ingest and the workers"),
         (name = "api-keys", description = "Keys for scripts and the CLI"),
-        (name = "auth", description = "People: log in for a session cookie, log out, who am I"),
+        (name = "auth", description = "People: log in for a session cookie, log out, who am I, a new password"),
+        (name = "users", description = "People who use the dashboard, and their roles (admins only)"),
     )
 )]
 struct ApiDoc;

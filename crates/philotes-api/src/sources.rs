@@ -143,19 +143,10 @@ pub struct SourceUpdate {
         pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
     )]
     pub user: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::json::present")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 1024, write_only)]
     pub password: Option<Option<String>>,
     pub sslmode: Option<SslMode>,
-}
-
-/// A field that is present (even as `null`) is `Some`.
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 fn check_connection(

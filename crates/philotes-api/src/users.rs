@@ -8,8 +8,8 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::{Actor, Scope, sha256};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
-use crate::json::{Body, Problems, Validate};
+use crate::json::{Body, ListParams, Problems, Validate};
 use crate::store::{audit, db};
 
 /// The session cookie's name.
@@ -98,15 +98,154 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("philotes-decoy").unwrap_or_default())
 }
 
-fn check_password(p: &mut Problems, password: &str) {
+fn check_password(p: &mut Problems, field: &str, password: &str) {
     p.check(
         (12..=1024).contains(&password.chars().count()),
-        "password",
+        field,
         "12 to 1024 characters",
     );
 }
 
-/// `philotes user create`: a user made straight in the control database.
+/// A user as the API shows them (never with their password).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// A disabled user cannot log in, and their sessions are over.
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<User>,
+    /// The `after` of the next page; absent on the last.
+    pub next: Option<String>,
+}
+
+const COLUMNS: &str = "id, username, role, created_at, last_login_at, disabled_at";
+
+fn user_of(r: &tokio_postgres::Row) -> User {
+    User {
+        id: r.get(0),
+        username: r.get(1),
+        role: Role::parse(r.get::<_, &str>(2)).unwrap_or(Role::Viewer),
+        created_at: r.get(3),
+        last_login_at: r.get(4),
+        disabled_at: r.get(5),
+    }
+}
+
+/// A new user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserCreate {
+    /// 1 to 63 of a-z, 0-9, - and _.
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9][a-z0-9_-]*$")]
+    pub username: String,
+    pub role: Role,
+    /// 12 to 1024 characters; stored hashed with argon2id.
+    #[schema(min_length = 12, max_length = 1024, write_only)]
+    pub password: String,
+}
+
+impl Validate for UserCreate {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut p = Problems::default();
+        p.name("username", &self.username);
+        check_password(&mut p, "password", &self.password);
+        p.0
+    }
+}
+
+/// Changes to a user; absent fields stay as they are. A new password or `disabled: true`
+/// ends the user's sessions.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub role: Option<Role>,
+    /// 12 to 1024 characters.
+    #[schema(min_length = 12, max_length = 1024, write_only)]
+    pub password: Option<String>,
+    /// `true`: the user can no longer log in; `false`: they can again.
+    pub disabled: Option<bool>,
+}
+
+impl Validate for UserUpdate {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut p = Problems::default();
+        if let Some(pw) = &self.password {
+            check_password(&mut p, "password", pw);
+        }
+        p.0
+    }
+}
+
+/// A person's own new password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    #[schema(min_length = 1, max_length = 1024, write_only)]
+    pub current_password: String,
+    /// 12 to 1024 characters.
+    #[schema(min_length = 12, max_length = 1024, write_only)]
+    pub new_password: String,
+}
+
+impl Validate for PasswordChange {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut p = Problems::default();
+        p.check(
+            (1..=1024).contains(&self.current_password.chars().count()),
+            "current_password",
+            "1 to 1024 characters",
+        );
+        check_password(&mut p, "new_password", &self.new_password);
+        p.0
+    }
+}
+
+async fn hash_in_background(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))
+}
+
+/// Insert a user and its audit entry in one transaction; `None` when the name is taken.
+async fn insert(
+    client: &mut tokio_postgres::Client,
+    actor: &Actor,
+    username: &str,
+    role: Role,
+    hash: &str,
+) -> std::result::Result<Option<User>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "INSERT INTO philotes.users (username, password_hash, role) VALUES ($1, $2, $3)
+                 ON CONFLICT (username) DO NOTHING RETURNING {COLUMNS}"
+            ),
+            &[&username, &hash, &role.as_str()],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    tx.execute(
+        "INSERT INTO philotes.audit_log (actor, action, resource, remote, detail) VALUES ($1, 'user.create', $2, $3, $4)",
+        &[&actor.name, &format!("users/{username}"), &actor.remote, &serde_json::json!({"role": role.as_str()})],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(user_of(&row)))
+}
+
+/// `philotes user create` with `--buffer-url`: a user made straight in the control database
+/// (the first admin needs no key).
 pub async fn create_in(
     db: &mut philotes_buffer::ControlDb,
     username: &str,
@@ -115,7 +254,7 @@ pub async fn create_in(
 ) -> Result<()> {
     let mut p = Problems::default();
     p.name("username", username);
-    check_password(&mut p, password);
+    check_password(&mut p, "password", password);
     if let Some(e) = p.0.first() {
         return Err(Error::new(
             ErrorKind::Config,
@@ -123,35 +262,303 @@ pub async fn create_in(
         ));
     }
     let hash = hash_password(password)?;
-    let tx = db
-        .client
-        .transaction()
+    let cli = Actor {
+        name: "cli".into(),
+        scope: Scope::Admin,
+        remote: None,
+    };
+    let made = insert(&mut db.client, &cli, username, role, &hash)
         .await
         .map_err(|e| Error::new(ErrorKind::Buffer, "cannot create the user").with_source(e))?;
-    let made = tx
-        .execute(
-            "INSERT INTO philotes.users (username, password_hash, role) VALUES ($1, $2, $3)
-             ON CONFLICT (username) DO NOTHING",
-            &[&username, &hash, &role.as_str()],
-        )
-        .await
-        .map_err(|e| Error::new(ErrorKind::Buffer, "cannot create the user").with_source(e))?;
-    if made == 0 {
+    if made.is_none() {
         return Err(Error::new(
             ErrorKind::Config,
             format!("a user named {username} exists already"),
         ));
     }
+    Ok(())
+}
+
+fn user_id(raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>()
+        .map_err(|_| ApiError::not_found(format!("user {raw}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    params(ListParams),
+    responses((status = 200, body = UserPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// List users (disabled ones too) by id.
+pub async fn list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<UserPage>> {
+    let p = ListParams::from_uri(&uri)?;
+    let mut conn = s.store().get().await?;
+    let rows = conn
+        .client()?
+        .query(
+            &format!("SELECT {COLUMNS} FROM philotes.users WHERE id > $1 ORDER BY id LIMIT $2"),
+            &[&p.after_id(), &(p.limit() + 1)],
+        )
+        .await
+        .map_err(db)?;
+    let mut items: Vec<User> = rows.iter().map(user_of).collect();
+    let next = if items.len() as i64 > p.limit() {
+        items.truncate(p.limit() as usize);
+        items.last().map(|u| crate::json::cursor(u.id))
+    } else {
+        None
+    };
+    Ok(Json(UserPage { items, next }))
+}
+
+#[utoipa::path(post, path = "/api/v1/users", tag = "users",
+    request_body = UserCreate,
+    responses((status = 201, body = User, headers(("Location" = String, description = "The new user's path"))), (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Make a user who logs in to the dashboard.
+pub async fn create(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    body: Body<UserCreate>,
+) -> ApiResult<Response> {
+    let b = body.value;
+    let hash = hash_in_background(b.password).await?;
+    let mut conn = s.store().get().await?;
+    let made = insert(conn.client()?, &actor, &b.username, b.role, &hash)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| ApiError::conflict(format!("a user named {} exists already", b.username)))?;
+    let location = format!("/api/v1/users/{}", made.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(made),
+    )
+        .into_response())
+}
+
+/// Refuse a change that would leave no enabled admin. Locks every enabled admin's row, so two
+/// admins demoting each other at once cannot both succeed.
+async fn keep_an_admin(tx: &tokio_postgres::Transaction<'_>, id: i64) -> ApiResult<()> {
+    let admins: Vec<i64> = tx
+        .query(
+            "SELECT id FROM philotes.users WHERE role = 'admin' AND disabled_at IS NULL ORDER BY id FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if admins == [id] {
+        return Err(ApiError::conflict(
+            "this is the last admin: make another user admin first (an admin API key cannot log in to the dashboard)",
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = i64, Path, description = "The user's id")),
+    request_body = UserUpdate,
+    responses((status = 200, body = User), (status = 409, description = "It would leave no admin", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Change a user's role or password, or disable them. A new password or disabling ends their
+/// sessions; a new role applies to their next request.
+pub async fn update(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(id): Path<String>,
+    body: Body<UserUpdate>,
+) -> ApiResult<Json<User>> {
+    let id = user_id(&id)?;
+    let b = body.value;
+    let hash = match b.password.clone() {
+        Some(pw) => Some(hash_in_background(pw).await?),
+        None => None,
+    };
+    let mut conn = s.store().get().await?;
+    let tx = conn.client()?.transaction().await.map_err(db)?;
+    let row = tx
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM philotes.users WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )
+        .await
+        .map_err(db)?;
+    let Some(row) = row else {
+        return Err(ApiError::not_found(format!("user {id}")));
+    };
+    let before = user_of(&row);
+    let stays_admin = b.role.unwrap_or(before.role) == Role::Admin
+        && !b.disabled.unwrap_or(before.disabled_at.is_some());
+    if before.role == Role::Admin && before.disabled_at.is_none() && !stays_admin {
+        keep_an_admin(&tx, id).await?;
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE philotes.users SET role = coalesce($2, role),
+                    password_hash = coalesce($3, password_hash),
+                    disabled_at = CASE WHEN $4::bool IS NULL THEN disabled_at
+                                       WHEN $4 THEN coalesce(disabled_at, now()) ELSE NULL END
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &b.role.map(Role::as_str), &hash, &b.disabled],
+        )
+        .await
+        .map_err(db)?;
+    if hash.is_some() || b.disabled == Some(true) {
+        tx.execute("DELETE FROM philotes.sessions WHERE user_id = $1", &[&id])
+            .await
+            .map_err(db)?;
+    }
+    let mut changed: Vec<&str> = Vec::new();
+    for (field, set) in [
+        ("role", b.role.is_some()),
+        ("password", b.password.is_some()),
+        ("disabled", b.disabled.is_some()),
+    ] {
+        if set {
+            changed.push(field);
+        }
+    }
+    let after = user_of(&row);
+    audit(
+        &tx,
+        &actor,
+        "user.update",
+        &format!("users/{}", after.username),
+        serde_json::json!({"changed": changed, "role": after.role.as_str(), "disabled": after.disabled_at.is_some()}),
+    )
+    .await?;
+    tx.commit().await.map_err(db)?;
+    Ok(Json(after))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = i64, Path, description = "The user's id")),
+    responses((status = 204, description = "Deleted, with their sessions (the audit log keeps their name)"), (status = 409, description = "The last admin", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Delete a user and end their sessions.
+pub async fn delete(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = user_id(&id)?;
+    let mut conn = s.store().get().await?;
+    let tx = conn.client()?.transaction().await.map_err(db)?;
+    let row = tx
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM philotes.users WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )
+        .await
+        .map_err(db)?;
+    let Some(row) = row else {
+        return Err(ApiError::not_found(format!("user {id}")));
+    };
+    let user = user_of(&row);
+    if user.role == Role::Admin && user.disabled_at.is_none() {
+        keep_an_admin(&tx, id).await?;
+    }
+    tx.execute("DELETE FROM philotes.users WHERE id = $1", &[&id])
+        .await
+        .map_err(db)?;
+    audit(
+        &tx,
+        &actor,
+        "user.delete",
+        &format!("users/{}", user.username),
+        serde_json::json!({"role": user.role.as_str()}),
+    )
+    .await?;
+    tx.commit().await.map_err(db)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth",
+    request_body = PasswordChange,
+    responses((status = 204, description = "Changed; the user's other sessions are over"), (status = 409, description = "The caller is an API key, not a person", body = Problem, content_type = "application/problem+json"), (status = 429, description = "Too many wrong passwords; try again later", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// Change your own password (with the current one). Your other sessions end; this one goes on.
+pub async fn change_password(
+    State(s): State<AppState>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    headers: HeaderMap,
+    body: Body<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    let Some(username) = actor.name.strip_prefix("user:").map(str::to_string) else {
+        return Err(ApiError::conflict(
+            "an API key has no password: log in as the user (POST /api/v1/auth/login), or have an admin set it (PATCH /api/v1/users/{id})",
+        ));
+    };
+    let b = body.value;
+    let mut conn = s.store().get().await?;
+    let client = conn.client()?;
+    let failures: i64 = client
+        .query_one(
+            "SELECT count(*) FROM philotes.login_failures WHERE username = $1 AND at > now() - make_interval(mins => $2::int)",
+            &[&username, &(WINDOW_MINUTES as i32)],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    if failures >= MAX_FAILURES_PER_USER {
+        return Err(ApiError::too_many(format!(
+            "too many wrong passwords; try again in {WINDOW_MINUTES} minutes"
+        )));
+    }
+    let row = client
+        .query_opt(
+            "SELECT id, password_hash FROM philotes.users WHERE username = $1 AND disabled_at IS NULL",
+            &[&username],
+        )
+        .await
+        .map_err(db)?;
+    let Some(row) = row else {
+        return Err(ApiError::unauthenticated(
+            "the session's user no longer exists",
+        ));
+    };
+    let (uid, stored): (i64, String) = (row.get(0), row.get(1));
+    let current = b.current_password.clone();
+    let matches = tokio::task::spawn_blocking(move || password_matches(&current, &stored))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    if !matches {
+        client
+            .execute(
+                "INSERT INTO philotes.login_failures (username, remote) VALUES ($1, $2)",
+                &[&username, &actor.remote],
+            )
+            .await
+            .map_err(db)?;
+        return Err(ApiError::invalid(vec![FieldError {
+            field: "current_password".into(),
+            message: "is not your current password".into(),
+        }]));
+    }
+    let hash = hash_in_background(b.new_password).await?;
+    let this = session_cookie(&headers).map(sha256).unwrap_or_default();
+    let tx = client.transaction().await.map_err(db)?;
     tx.execute(
-        "INSERT INTO philotes.audit_log (actor, action, resource, detail) VALUES ('cli', 'user.create', $1, $2)",
-        &[&format!("users/{username}"), &serde_json::json!({"role": role.as_str()})],
+        "UPDATE philotes.users SET password_hash = $2 WHERE id = $1",
+        &[&uid, &hash],
     )
     .await
-    .map_err(|e| Error::new(ErrorKind::Buffer, "cannot create the user").with_source(e))?;
-    tx.commit()
-        .await
-        .map_err(|e| Error::new(ErrorKind::Buffer, "cannot create the user").with_source(e))?;
-    Ok(())
+    .map_err(db)?;
+    tx.execute(
+        "DELETE FROM philotes.sessions WHERE user_id = $1 AND id_sha256 <> $2",
+        &[&uid, &this],
+    )
+    .await
+    .map_err(db)?;
+    audit(
+        &tx,
+        &actor,
+        "user.password",
+        &format!("users/{username}"),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await.map_err(db)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

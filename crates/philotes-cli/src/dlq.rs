@@ -3,7 +3,8 @@
 //! `run` keeps them in `DATA_DIR/dead-letter.jsonl`; see `philotes_pipeline::dlq` for how a
 //! change is identified and what `skip` and `retry` do. With `--buffer-url` (ingest and
 //! workers) they are in the control database's `philotes.dead_letters`, and a decision lets the
-//! table go on at once: the workers pick it up within a pass.
+//! table go on at once: the workers pick it up within a pass. With `--pipeline ID` they are
+//! those of a pipeline of `philotes api`, through the API (as `philotes pipeline dead-letters`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum DlqAction {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
         #[command(flatten)]
+        api: Through,
+        #[command(flatten)]
         run: RunArgs,
     },
     /// Try a change again after its mapping was fixed (a new Philotes, say): every start of
@@ -47,6 +50,8 @@ enum DlqAction {
         #[arg(long)]
         table: Option<String>,
         #[command(flatten)]
+        api: Through,
+        #[command(flatten)]
         run: RunArgs,
     },
     /// Leave one change out of the lake: when it fails again, its table goes on without it
@@ -58,14 +63,53 @@ enum DlqAction {
         #[arg(long)]
         note: Option<String>,
         #[command(flatten)]
+        api: Through,
+        #[command(flatten)]
         run: RunArgs,
     },
 }
 
-/// Where the dead letters are: `run`'s file, or the control database.
+/// With `--pipeline`, the dead letters of that pipeline through the API.
+#[derive(Args, Debug)]
+struct Through {
+    /// A pipeline of `philotes api` (its id): its dead letters through the API
+    /// (`--api-url`, `--api-key`), not a local `run`'s.
+    #[arg(long)]
+    pipeline: Option<i64>,
+    #[command(flatten)]
+    remote: crate::remote::Remote,
+}
+
+/// Where the dead letters are: `run`'s file, the control database, or the API.
 enum Store {
     File(DeadLetters),
     Db(Box<philotes_buffer::ControlDb>, String),
+    Api(Box<crate::remote::Api>, i64),
+}
+
+/// A dead letter as the API answers it.
+fn from_api(v: &serde_json::Value) -> Result<DeadLetter, Error> {
+    let s = |k: &str| v[k].as_str().map(str::to_string);
+    let bad = || {
+        Error::new(
+            ErrorKind::Invalid,
+            format!("the API answered a dead letter this CLI cannot read: {v}"),
+        )
+    };
+    Ok(DeadLetter {
+        id: v["id"].as_u64().ok_or_else(bad)?,
+        table: s("table").ok_or_else(bad)?,
+        lsn: s("lsn").ok_or_else(bad)?,
+        position: v["position"].as_u64(),
+        op: s("op").unwrap_or_default(),
+        column: s("column"),
+        error: s("error").unwrap_or_default(),
+        row: v["row"].clone(),
+        time: s("time").unwrap_or_default(),
+        failures: 1,
+        state: s("state").unwrap_or_default(),
+        note: s("note"),
+    })
 }
 
 impl Store {
@@ -91,6 +135,11 @@ impl Store {
                     note: d.note,
                 })
                 .collect()),
+            Store::Api(api, pipeline) => {
+                let v =
+                    crate::remote::all(api, &format!("pipelines/{pipeline}/dead-letters")).await?;
+                v.as_array().into_iter().flatten().map(from_api).collect()
+            }
         }
     }
 
@@ -117,18 +166,36 @@ impl Store {
                     Error::new(ErrorKind::Internal, "a decided dead letter vanished")
                 })
             }
+            Store::Api(api, pipeline) => {
+                let action = match decision {
+                    Decision::Skip => "skip",
+                    Decision::Retry => "retry",
+                };
+                let v = api
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("pipelines/{pipeline}/dead-letters/{id}/{action}"),
+                        Some(serde_json::json!({ "note": note })),
+                    )
+                    .await?;
+                from_api(&v)
+            }
         }
     }
 
     fn runs(&self) -> &'static str {
         match self {
             Store::File(_) => "the next start of `philotes run`",
-            Store::Db(..) => "the worker writing the table (within a second)",
+            Store::Db(..) | Store::Api(..) => "the worker writing the table (within a second)",
         }
     }
 }
 
-async fn store(run: RunArgs) -> Result<Store, Error> {
+async fn store(through: Through, run: RunArgs) -> Result<Store, Error> {
+    if let Some(pipeline) = through.pipeline {
+        let api = crate::remote::Api::with(&through.remote, crate::remote::Output::Table)?;
+        return Ok(Store::Api(Box::new(api), pipeline));
+    }
     let settings = crate::settings(run)?;
     if settings.buffer_url.is_some() {
         let db = philotes_buffer::ControlDb::open(settings.buffer_url.as_ref(), "").await?;
@@ -167,9 +234,10 @@ pub async fn dlq(args: DlqArgs) -> Result<ExitCode, Error> {
             table,
             all,
             format,
+            api,
             run,
         } => {
-            let letters: Vec<DeadLetter> = store(run)
+            let letters: Vec<DeadLetter> = store(api, run)
                 .await?
                 .list()
                 .await?
@@ -188,8 +256,13 @@ pub async fn dlq(args: DlqArgs) -> Result<ExitCode, Error> {
                 }
             }
         }
-        DlqAction::Retry { id, table, run } => {
-            let mut store = store(run).await?;
+        DlqAction::Retry {
+            id,
+            table,
+            api,
+            run,
+        } => {
+            let mut store = store(api, run).await?;
             let ids: Vec<u64> = match (id, &table) {
                 (Some(id), _) => vec![id],
                 (None, Some(t)) => store
@@ -214,7 +287,9 @@ pub async fn dlq(args: DlqArgs) -> Result<ExitCode, Error> {
                 let d = store.decide(id, Decision::Retry, None).await?;
                 let when = match store {
                     Store::File(_) => "when `philotes run` next starts (restart it if it runs now)",
-                    Store::Db(..) => "by the worker writing the table, within a second",
+                    Store::Db(..) | Store::Api(..) => {
+                        "by the worker writing the table, within a second"
+                    }
                 };
                 writeln!(
                     out,
@@ -224,8 +299,8 @@ pub async fn dlq(args: DlqArgs) -> Result<ExitCode, Error> {
                 .map_err(io)?;
             }
         }
-        DlqAction::Skip { id, note, run } => {
-            let mut store = store(run).await?;
+        DlqAction::Skip { id, note, api, run } => {
+            let mut store = store(api, run).await?;
             let d = store.decide(id, Decision::Skip, note.as_deref()).await?;
             writeln!(
                 out,

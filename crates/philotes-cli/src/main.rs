@@ -60,17 +60,18 @@ enum Command {
     Api(ApiArgs),
     /// Print the API's OpenAPI document (what docs/api/openapi.json holds).
     Openapi,
-    /// API keys, made straight in the control database (so the first key needs no key).
-    #[command(name = "api-key", subcommand)]
-    ApiKey(ApiKeyCommand),
+    /// API keys through the API: list, create, revoke. The first is made with `create
+    /// --buffer-url`, straight in the control database (so it needs no key).
+    #[command(name = "api-key")]
+    ApiKey(remote::ApiKeyArgs),
     /// Sources through the API (`--api-url`, `--api-key`): list, create, test, tables, delete.
     Source(remote::SourceArgs),
-    /// Pipelines through the API: list, create, start, pause, resume, stop, status, resync,
-    /// dead letters, delete.
+    /// Pipelines through the API: list, create, update, start, pause, resume, stop, status,
+    /// resync, dead letters, delete.
     Pipeline(remote::PipelineArgs),
-    /// People who log in to the dashboard, made straight in the control database.
-    #[command(subcommand)]
-    User(UserCommand),
+    /// People who log in to the dashboard, through the API: list, create, update, delete. The
+    /// first admin is made with `create --buffer-url`, straight in the control database.
+    User(remote::UserArgs),
     /// Dead letters (changes that could not be written): list them, skip one, retry them.
     Dlq(dlq::DlqArgs),
     /// Create or upgrade the control database's schema (`--buffer-url`) and exit: for a
@@ -104,14 +105,14 @@ struct ApiArgs {
 
 /// The control database, for the commands that need nothing else.
 #[derive(Args, Debug)]
-struct ControlArgs {
+pub(crate) struct ControlArgs {
     /// PostgreSQL URL of the control database (or a file of it: PHILOTES_BUFFER_URL_FILE).
     #[arg(long, env = "PHILOTES_BUFFER_URL", hide_env_values = true)]
     buffer_url: Option<String>,
 }
 
 impl ControlArgs {
-    fn url(&self) -> Result<Option<Secret>, Error> {
+    pub(crate) fn url(&self) -> Result<Option<Secret>, Error> {
         match &self.buffer_url {
             Some(u) => Ok(Some(Secret::new(u.clone()))),
             None => secret_file("PHILOTES_BUFFER_URL_FILE"),
@@ -136,36 +137,6 @@ fn secret_file(var: &str) -> Result<Option<Secret>, Error> {
     Ok(Some(Secret::new(
         text.trim_end_matches(['\n', '\r']).to_string(),
     )))
-}
-
-#[derive(Subcommand, Debug)]
-enum ApiKeyCommand {
-    /// Make a key and print it (once: only its hash is kept).
-    Create {
-        /// What the key is for (`ci`, `dashboard`).
-        #[arg(long)]
-        name: String,
-        /// read, operate or admin.
-        #[arg(long, default_value = "read")]
-        scope: String,
-        #[command(flatten)]
-        control: ControlArgs,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum UserCommand {
-    /// Make a user. The password (12 characters or more) is read from PHILOTES_USER_PASSWORD,
-    /// or else from the first line of standard input; it is stored hashed with argon2id.
-    Create {
-        #[arg(long)]
-        username: String,
-        /// viewer, operator or admin.
-        #[arg(long, default_value = "viewer")]
-        role: String,
-        #[command(flatten)]
-        control: ControlArgs,
-    },
 }
 
 #[derive(Args, Debug)]
@@ -488,8 +459,8 @@ fn main() -> ExitCode {
                 print!("{}", philotes_api::openapi_json());
                 Ok(ExitCode::SUCCESS)
             }
-            Command::ApiKey(cmd) => api_key(cmd).await,
-            Command::User(cmd) => user(cmd).await,
+            Command::ApiKey(args) => remote::api_key(args).await,
+            Command::User(args) => remote::user(args).await,
             Command::Source(args) => remote::source(args).await,
             Command::Pipeline(args) => remote::pipeline(args).await,
         }
@@ -859,67 +830,6 @@ async fn api(args: ApiArgs) -> Result<ExitCode, Error> {
     })
     .await?;
     tracing::info!("API stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn api_key(cmd: ApiKeyCommand) -> Result<ExitCode, Error> {
-    match cmd {
-        ApiKeyCommand::Create {
-            name,
-            scope,
-            control,
-        } => {
-            let scope = philotes_api::Scope::parse(&scope).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("--scope {scope}: use read, operate or admin"),
-                )
-            })?;
-            let mut db =
-                philotes_buffer::ControlDb::open(control.url()?.as_ref(), "to keep the key in")
-                    .await?;
-            let made = philotes_api::keys::create_in(&mut db, &name, scope).await?;
-            eprintln!(
-                "API key {} ({}, scope {}) made; it is shown this once:",
-                made.key.id,
-                made.key.name,
-                scope.as_str()
-            );
-            println!("{}", made.token);
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-async fn user(cmd: UserCommand) -> Result<ExitCode, Error> {
-    let UserCommand::Create {
-        username,
-        role,
-        control,
-    } = cmd;
-    let role = philotes_api::users::Role::parse(&role).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Config,
-            format!("--role {role}: use viewer, operator or admin"),
-        )
-    })?;
-    let password = match std::env::var("PHILOTES_USER_PASSWORD") {
-        Ok(p) => p,
-        Err(_) => {
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map_err(|e| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("cannot read the password from standard input: {e}"),
-                )
-            })?;
-            line.trim_end_matches(['\n', '\r']).to_string()
-        }
-    };
-    let mut db =
-        philotes_buffer::ControlDb::open(control.url()?.as_ref(), "to keep the user in").await?;
-    philotes_api::users::create_in(&mut db, &username, role, &password).await?;
-    eprintln!("user {username} ({}) made", role.as_str());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,14 +23,21 @@ pub(crate) enum Output {
     Json,
 }
 
+/// Where the API is, and the key to call it with.
 #[derive(Args, Debug)]
-pub(crate) struct Client {
+pub(crate) struct Remote {
     /// The API's URL.
     #[arg(long, env = "PHILOTES_API_URL", global = true)]
     api_url: Option<String>,
     /// An API key (`phk_…`).
     #[arg(long, env = "PHILOTES_API_KEY", hide_env_values = true, global = true)]
     api_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct Client {
+    #[command(flatten)]
+    remote: Remote,
     /// `table` (for people) or `json`.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -102,6 +109,28 @@ enum PipelineCommand {
         #[arg(long)]
         warehouse: Option<String>,
     },
+    /// Change its definition (a running pipeline picks it up within seconds). `--tables`
+    /// alters the publication on the source to exactly these tables.
+    Update {
+        id: i64,
+        #[arg(long)]
+        name: Option<String>,
+        /// Comma-separated `schema.table` list.
+        #[arg(long, value_delimiter = ',')]
+        tables: Option<Vec<String>>,
+        /// `1s`, `500ms`; `default` for the roles' own.
+        #[arg(long)]
+        flush_interval: Option<String>,
+        /// Rows; `default` for the roles' own.
+        #[arg(long)]
+        flush_rows: Option<String>,
+        /// Only before the pipeline first wrote its tables.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only before the pipeline first wrote its tables.
+        #[arg(long)]
+        warehouse: Option<String>,
+    },
     /// Run it.
     Start { id: i64 },
     /// Stop reading the source for a while (the workers drain the buffer).
@@ -142,7 +171,7 @@ enum PipelineCommand {
 }
 
 /// Where the API is and how to authenticate, from flags, the environment or the file.
-struct Api {
+pub(crate) struct Api {
     url: String,
     key: String,
     output: Output,
@@ -155,6 +184,10 @@ fn config_error(msg: impl Into<String>) -> Error {
 
 impl Api {
     fn new(c: &Client) -> Result<Api, Error> {
+        Api::with(&c.remote, c.output)
+    }
+
+    pub(crate) fn with(c: &Remote, output: Output) -> Result<Api, Error> {
         let path = std::env::var_os("PHILOTES_CLI_CONFIG")
             .map(std::path::PathBuf::from)
             .or_else(|| {
@@ -182,7 +215,7 @@ impl Api {
             .unwrap_or_else(|| "http://localhost:8080".into());
         let key = c.api_key.clone().or_else(|| from_file("api_key")).ok_or_else(|| {
             config_error(
-                "no API key: set --api-key or PHILOTES_API_KEY (or api_key in ~/.config/philotes/cli.toml); make one with `philotes api-key create`",
+                "no API key: set --api-key or PHILOTES_API_KEY (or api_key in ~/.config/philotes/cli.toml); make the first with `philotes api-key create --buffer-url …` (straight in the control database)",
             )
         })?;
         let http = reqwest::Client::builder()
@@ -197,13 +230,13 @@ impl Api {
         Ok(Api {
             url: url.trim_end_matches('/').to_string(),
             key,
-            output: c.output,
+            output,
             http,
         })
     }
 
     /// The answer's JSON; a refusal is an error carrying the API's problem.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -320,7 +353,7 @@ fn items(v: &Value) -> Vec<Value> {
 }
 
 /// Every page of a list.
-async fn all(api: &Api, path: &str) -> Result<Value, Error> {
+pub(crate) async fn all(api: &Api, path: &str) -> Result<Value, Error> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -556,6 +589,54 @@ pub(crate) async fn pipeline(args: PipelineArgs) -> Result<ExitCode, Error> {
             let v = api.call(Method::POST, "pipelines", Some(body)).await?;
             api.print(&v, one);
         }
+        PipelineCommand::Update {
+            id,
+            name,
+            tables,
+            flush_interval,
+            flush_rows,
+            namespace,
+            warehouse,
+        } => {
+            let mut body = json!({});
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            if let Some(t) = tables {
+                body["tables"] = json!(t);
+            }
+            if let Some(f) = flush_interval {
+                body["flush_interval"] = if f == "default" {
+                    Value::Null
+                } else {
+                    json!(f)
+                };
+            }
+            if let Some(r) = flush_rows {
+                body["flush_rows"] = if r == "default" {
+                    Value::Null
+                } else {
+                    json!(r.parse::<i64>().map_err(|_| config_error(format!(
+                        "--flush-rows {r}: a number of rows, or `default`"
+                    )))?)
+                };
+            }
+            if let Some(n) = namespace {
+                body["namespace"] = json!(n);
+            }
+            if let Some(w) = warehouse {
+                body["destination"] = json!({"warehouse": w});
+            }
+            if body.as_object().is_some_and(|o| o.is_empty()) {
+                return Err(config_error(
+                    "nothing to change: give --name, --tables, --flush-interval, --flush-rows, --namespace or --warehouse",
+                ));
+            }
+            let v = api
+                .call(Method::PATCH, &format!("pipelines/{id}"), Some(body))
+                .await?;
+            api.print(&v, one);
+        }
         PipelineCommand::Start { id } => act(&api, id, "start").await?,
         PipelineCommand::Pause { id } => act(&api, id, "pause").await?,
         PipelineCommand::Resume { id } => act(&api, id, "resume").await?,
@@ -692,6 +773,296 @@ pub(crate) async fn pipeline(args: PipelineArgs) -> Result<ExitCode, Error> {
                 .await?;
             api.print(&json!({"deleted": id}), |_| {
                 format!("pipeline {id} deleted\n")
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ApiKeyArgs {
+    #[command(subcommand)]
+    command: ApiKeyCommand,
+    #[command(flatten)]
+    client: Client,
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeyCommand {
+    /// List the keys (revoked ones too), with when each was last used.
+    List,
+    /// Make a key and print it (once: only its hash is kept). With --buffer-url, straight in the
+    /// control database (for the first key, which needs no key); otherwise through the API.
+    Create {
+        /// What the key is for (`ci`, `dashboard`).
+        #[arg(long)]
+        name: String,
+        /// read, operate or admin.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        #[command(flatten)]
+        control: crate::ControlArgs,
+    },
+    /// Revoke a key: requests with it are refused from now on.
+    Revoke {
+        /// The key's id (`api-key list`; the part after `phk_`).
+        id: String,
+    },
+}
+
+fn scope_of(scope: &str) -> Result<philotes_api::Scope, Error> {
+    philotes_api::Scope::parse(scope)
+        .ok_or_else(|| config_error(format!("--scope {scope}: use read, operate or admin")))
+}
+
+pub(crate) async fn api_key(args: ApiKeyArgs) -> Result<ExitCode, Error> {
+    use reqwest::Method;
+    if let ApiKeyCommand::Create {
+        name,
+        scope,
+        control,
+    } = &args.command
+        && let Some(url) = control.url()?
+    {
+        let scope = scope_of(scope)?;
+        let mut db = philotes_buffer::ControlDb::open(Some(&url), "to keep the key in").await?;
+        let made = philotes_api::keys::create_in(&mut db, name, scope).await?;
+        eprintln!(
+            "API key {} ({}, scope {}) made in the control database; it is shown this once:",
+            made.key.id,
+            made.key.name,
+            scope.as_str()
+        );
+        println!("{}", made.token);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let api = Api::new(&args.client)?;
+    match args.command {
+        ApiKeyCommand::List => {
+            let v = all(&api, "api-keys").await?;
+            api.print(&v, |v| {
+                render(
+                    &[
+                        "ID",
+                        "NAME",
+                        "SCOPE",
+                        "CREATED",
+                        "BY",
+                        "LAST USED",
+                        "REVOKED",
+                    ],
+                    items(v)
+                        .iter()
+                        .map(|k| {
+                            vec![
+                                text(&k["id"]),
+                                text(&k["name"]),
+                                text(&k["scope"]),
+                                text(&k["created_at"]),
+                                text(&k["created_by"]),
+                                text(&k["last_used_at"]),
+                                text(&k["revoked_at"]),
+                            ]
+                        })
+                        .collect(),
+                )
+            });
+        }
+        ApiKeyCommand::Create { name, scope, .. } => {
+            let scope = scope_of(&scope)?;
+            let v = api
+                .call(
+                    Method::POST,
+                    "api-keys",
+                    Some(json!({"name": name, "scope": scope.as_str()})),
+                )
+                .await?;
+            match api.output {
+                Output::Json => api.print(&v, |_| String::new()),
+                Output::Table => {
+                    eprintln!(
+                        "API key {} ({}, scope {}) made; it is shown this once:",
+                        text(&v["key"]["id"]),
+                        text(&v["key"]["name"]),
+                        text(&v["key"]["scope"])
+                    );
+                    println!("{}", text(&v["token"]));
+                }
+            }
+        }
+        ApiKeyCommand::Revoke { id } => {
+            api.call(Method::DELETE, &format!("api-keys/{id}"), None)
+                .await?;
+            api.print(&json!({"revoked": id}), |_| {
+                format!("API key {id} revoked\n")
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct UserArgs {
+    #[command(subcommand)]
+    command: UserCommand,
+    #[command(flatten)]
+    client: Client,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// List the users with their roles.
+    List,
+    /// Make a user. The password (12 characters or more) is read from PHILOTES_USER_PASSWORD,
+    /// or else from the first line of standard input; it is stored hashed with argon2id. With
+    /// --buffer-url, straight in the control database (for the first admin); otherwise
+    /// through the API.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[command(flatten)]
+        control: crate::ControlArgs,
+    },
+    /// Change a user's role, set a new password (--password: read as for create; their
+    /// sessions end), or disable or enable them.
+    Update {
+        username: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: Option<String>,
+        /// Set a new password (from PHILOTES_USER_PASSWORD or standard input).
+        #[arg(long)]
+        password: bool,
+        /// They can no longer log in; their sessions end.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// They can log in again.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Delete a user (the audit log keeps their name).
+    Delete { username: String },
+}
+
+fn role_of(role: &str) -> Result<philotes_api::users::Role, Error> {
+    philotes_api::users::Role::parse(role)
+        .ok_or_else(|| config_error(format!("--role {role}: use viewer, operator or admin")))
+}
+
+/// The password from PHILOTES_USER_PASSWORD, or the first line of standard input.
+fn password() -> Result<String, Error> {
+    if let Ok(p) = std::env::var("PHILOTES_USER_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| config_error(format!("cannot read the password from standard input: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A user's id, from their name.
+async fn user_id(api: &Api, username: &str) -> Result<i64, Error> {
+    let users = all(api, "users").await?;
+    items(&users)
+        .iter()
+        .find(|u| u["username"].as_str() == Some(username))
+        .and_then(|u| u["id"].as_i64())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!("there is no user {username} (`philotes user list`)"),
+            )
+        })
+}
+
+fn user_row(u: &Value) -> Vec<String> {
+    vec![
+        text(&u["id"]),
+        text(&u["username"]),
+        text(&u["role"]),
+        text(&u["last_login_at"]),
+        if u["disabled_at"].is_null() {
+            "-".into()
+        } else {
+            format!("disabled {}", text(&u["disabled_at"]))
+        },
+    ]
+}
+
+const USER_HEADERS: [&str; 5] = ["ID", "USERNAME", "ROLE", "LAST LOGIN", "DISABLED"];
+
+pub(crate) async fn user(args: UserArgs) -> Result<ExitCode, Error> {
+    use reqwest::Method;
+    if let UserCommand::Create {
+        username,
+        role,
+        control,
+    } = &args.command
+        && let Some(url) = control.url()?
+    {
+        let role = role_of(role)?;
+        let password = password()?;
+        let mut db = philotes_buffer::ControlDb::open(Some(&url), "to keep the user in").await?;
+        philotes_api::users::create_in(&mut db, username, role, &password).await?;
+        eprintln!(
+            "user {username} ({}) made in the control database",
+            role.as_str()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let api = Api::new(&args.client)?;
+    match args.command {
+        UserCommand::List => {
+            let v = all(&api, "users").await?;
+            api.print(&v, |v| {
+                render(&USER_HEADERS, items(v).iter().map(user_row).collect())
+            });
+        }
+        UserCommand::Create { username, role, .. } => {
+            let role = role_of(&role)?;
+            let body =
+                json!({"username": username, "role": role.as_str(), "password": password()?});
+            let v = api.call(Method::POST, "users", Some(body)).await?;
+            api.print(&v, |v| render(&USER_HEADERS, vec![user_row(v)]));
+        }
+        UserCommand::Update {
+            username,
+            role,
+            password: new_password,
+            disable,
+            enable,
+        } => {
+            let mut body = json!({});
+            if let Some(r) = role {
+                body["role"] = json!(role_of(&r)?.as_str());
+            }
+            if new_password {
+                body["password"] = json!(password()?);
+            }
+            if disable || enable {
+                body["disabled"] = json!(disable);
+            }
+            if body.as_object().is_some_and(|o| o.is_empty()) {
+                return Err(config_error(
+                    "nothing to change: give --role, --password, --disable or --enable",
+                ));
+            }
+            let id = user_id(&api, &username).await?;
+            let v = api
+                .call(Method::PATCH, &format!("users/{id}"), Some(body))
+                .await?;
+            api.print(&v, |v| render(&USER_HEADERS, vec![user_row(v)]));
+        }
+        UserCommand::Delete { username } => {
+            let id = user_id(&api, &username).await?;
+            api.call(Method::DELETE, &format!("users/{id}"), None)
+                .await?;
+            api.print(&json!({"deleted": username}), |_| {
+                format!("user {username} deleted\n")
             });
         }
     }

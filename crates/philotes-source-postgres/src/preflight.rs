@@ -139,6 +139,73 @@ pub async fn ensure_publication(
     Ok(true)
 }
 
+/// What [`set_publication_tables`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PublicationChange {
+    /// The publication does not exist yet: it will be made with the new tables.
+    Missing,
+    /// It now publishes exactly the tables asked for.
+    Set,
+    /// It is `FOR ALL TABLES`; a table list cannot be set on it.
+    AllTables,
+    /// It publishes a table list, and `FOR ALL TABLES` was asked for (no tables): only a
+    /// superuser can make that, by dropping and creating it.
+    NotAllTables,
+}
+
+/// Make `publication` publish exactly `tables` (`schema.table`; empty: every table), for a
+/// pipeline whose table list was edited. The slot keeps its position: a table that joins is
+/// copied, one that leaves is let go at the position it left, as when an operator alters the
+/// publication by hand.
+pub async fn set_publication_tables(
+    client: &tokio_postgres::Client,
+    publication: &str,
+    tables: &[String],
+) -> Result<PublicationChange> {
+    let row = client
+        .query_opt(
+            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(|e| source_error("looking up the publication", e))?;
+    let Some(row) = row else {
+        return Ok(PublicationChange::Missing);
+    };
+    let all: bool = row.get(0);
+    match (all, tables.is_empty()) {
+        (true, true) => return Ok(PublicationChange::Set),
+        (true, false) => return Ok(PublicationChange::AllTables),
+        (false, true) => return Ok(PublicationChange::NotAllTables),
+        (false, false) => {}
+    }
+    let list: Vec<String> = tables.iter().map(|t| quote_qualified(t)).collect();
+    let sql = format!(
+        "ALTER PUBLICATION {} SET TABLE {}",
+        philotes_core::change::quote_ident(publication),
+        list.join(", ")
+    );
+    client.batch_execute(&sql).await.map_err(|e| {
+        let detail = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string());
+        let kind = if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
+            ErrorKind::Invalid
+        } else {
+            ErrorKind::SourceSetup
+        };
+        Error::new(
+            kind,
+            format!(
+                "cannot change publication {publication}'s tables: {detail}; it takes the publication's owner (or a superuser): {sql}"
+            ),
+        )
+    })?;
+    tracing::info!(publication, tables = %list.join(", "), "set the publication's tables");
+    Ok(PublicationChange::Set)
+}
+
 fn quote_qualified(name: &str) -> String {
     match name.split_once('.') {
         Some((schema, table)) => format!(
