@@ -397,9 +397,11 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
         data = tmp_path / "data"
         os.environ["PHILOTES_ENCRYPTION_KEY"] = ENCRYPTION_KEY
         try:
-            common = ["--managed", "--buffer-url", api.ctl, "--data-dir", str(data), "--metrics-addr", "off"]
-            roles.append(Role(["ingest", *common], tmp_path / "ingest.log"))
-            roles.append(Role(["worker", "--worker-id", "w1", *common], tmp_path / "w1.log"))
+            common = ["--managed", "--buffer-url", api.ctl, "--data-dir", str(data)]
+            metrics = {"ingest": free_port(), "w1": free_port()}
+            roles.append(Role(["ingest", *common, "--metrics-addr", f"127.0.0.1:{metrics['ingest']}"], tmp_path / "ingest.log"))
+            roles.append(Role(["worker", "--worker-id", "w1", *common, "--metrics-addr", f"127.0.0.1:{metrics['w1']}"],
+                              tmp_path / "w1.log"))
         finally:
             os.environ.pop("PHILOTES_ENCRYPTION_KEY")
         lakes = {}
@@ -416,6 +418,22 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
             assert s == 200, st
             return st
         wait_for("the worker to join", lambda: status("a")["workers"] == ["w1"], timeout=60)
+
+        def series(role, metric):
+            """{pipeline: value} of a gauge as the role serves it."""
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics[role]}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            out = {}
+            for line in text.splitlines():
+                if line.startswith(metric + "{"):
+                    labels, value = line.rsplit(" ", 1)
+                    out[labels.split('pipeline="', 1)[1].split('"', 1)[0]] = float(value)
+            return out
+        # One process, two pipelines: each with its own series.
+        wait_for("both pipelines' series", lambda: series("ingest", "philotes_source_connected")
+                 == {"philotes_shop_a": 1.0, "philotes_shop_b": 1.0}, timeout=30)
+        wait_for("both pipelines' leases", lambda: series("w1", "philotes_worker_leases")
+                 == {"philotes_shop_a": 1.0, "philotes_shop_b": 1.0}, timeout=30)
         st = status("a")
         assert st["state"] == "running", st
         assert st["slot"]["active"] is True and [t["state"] for t in st["tables"]] == ["streaming"], st
@@ -444,6 +462,10 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
         # transaction boundary), so the worker may let go after the slot does.
         wait_for("a's slot to be let go", lambda: status("a")["slot"]["active"] is False, timeout=60)
         wait_for("the worker to let go of a", lambda: status("a")["workers"] == [], timeout=60)
+        # Let go of, a's gauges go (a scaler summing the buffer depth no longer counts it); b's stay.
+        wait_for("a's series to go", lambda: set(series("ingest", "philotes_source_connected")) == {"philotes_shop_b"}
+                 and set(series("w1", "philotes_worker_leases")) == {"philotes_shop_b"}
+                 and set(series("w1", "philotes_buffer_depth")) <= {"philotes_shop_b"}, timeout=30)
 
         def deleted():
             s, _, _ = api.call("DELETE", f"/api/v1/pipelines/{ids['a']}", key=admin)

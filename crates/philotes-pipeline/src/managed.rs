@@ -43,6 +43,7 @@ impl ManagedRole {
 
 struct Running {
     name: String,
+    slot: String,
     version: chrono::DateTime<chrono::Utc>,
     stop: Arc<AtomicBool>,
     task: std::thread::JoinHandle<Result<()>>,
@@ -119,6 +120,7 @@ pub async fn manage(
             };
             let outcome = r.task.join();
             if r.stop.load(Ordering::Relaxed) {
+                philotes_telemetry::forget_pipeline(&r.slot);
                 continue;
             }
             let failures = failing.get(&id).map_or(0, |f| f.0) + 1;
@@ -181,6 +183,7 @@ pub async fn manage(
         for id in stopping {
             if let Some(r) = running.remove(&id) {
                 let _ = r.task.join();
+                philotes_telemetry::forget_pipeline(&r.slot);
                 tracing::info!(pipeline = %r.name, "the pipeline stopped");
             }
         }
@@ -220,6 +223,7 @@ pub async fn manage(
                 spec.id,
                 Running {
                     name: spec.name.clone(),
+                    slot: spec.slot.clone(),
                     version: spec.updated_at,
                     stop: flag,
                     task,
@@ -255,8 +259,12 @@ fn spawn(
     std::thread::Builder::new()
         .name(format!("pipeline-{}", settings.slot))
         .spawn(move || {
+            // Its metrics carry its own `pipeline` label, on every thread of its runtime.
+            let slot = settings.slot.clone();
+            philotes_telemetry::set_thread_pipeline(&slot);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads)
+                .on_thread_start(move || philotes_telemetry::set_thread_pipeline(&slot))
                 .enable_all()
                 .build()
                 .map_err(|e| {

@@ -7,8 +7,11 @@
 //! the registry and compares), labels stay low in cardinality by construction (pipeline, table,
 //! a kind — never a key or an LSN), and no crate has to know how Prometheus wants a name spelt.
 //!
-//! The registry is one per process, like the log: a process runs one pipeline's role. The
-//! `pipeline` label is set once at start ([`set_pipeline`]); before that it is `philotes`.
+//! The registry is one per process, like the log. A process that runs one pipeline's role sets
+//! the `pipeline` label once at start ([`set_pipeline`]; before that it is `philotes`); a
+//! managed role running several labels each pipeline's threads with its own
+//! ([`set_thread_pipeline`]) and removes a pipeline's gauges when it lets go of it
+//! ([`forget_pipeline`]).
 //!
 //! [`server`] serves `GET /metrics` (Prometheus text format 0.0.4), `GET /healthz` (the process
 //! is alive: never depends on another system, so an outage elsewhere does not restart-loop the
@@ -21,7 +24,8 @@ pub mod server;
 
 pub use health::{Health, health};
 pub use metrics::{
-    MaintenancePass, TableMetrics, buffer_depth, error, maintained, replication_lag, retry,
-    set_pipeline, slot_status, source_connected, worker_leases,
+    MaintenancePass, TableMetrics, buffer_depth, error, forget_pipeline, maintained,
+    replication_lag, retry, set_pipeline, set_thread_pipeline, slot_status, source_connected,
+    worker_leases,
 };
 pub use server::{Server, probe, serve};

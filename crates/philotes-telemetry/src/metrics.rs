@@ -4,6 +4,7 @@
 //! (`_seconds`, `_bytes`, `_rows`), `_total` on counters. `docs/metrics.md` lists each one; a
 //! test fails when a metric here is missing there.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
@@ -350,18 +351,74 @@ impl Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 static PIPELINE: OnceLock<String> = OnceLock::new();
+/// The tables each pipeline has reported, so [`forget_pipeline`] can remove their gauges.
+static TABLES: LazyLock<std::sync::Mutex<HashMap<String, BTreeSet<String>>>> =
+    LazyLock::new(Default::default);
+
+thread_local! {
+    /// The pipeline of the threads that run it, in a process that runs several
+    /// (`--managed`): it overrides the process's own.
+    static THREAD_PIPELINE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
 
 /// Name the pipeline this process serves (the `pipeline` label of every metric). The first call
-/// wins; until then the label is `philotes`.
+/// wins; until then the label is `philotes`. On a thread given its own pipeline
+/// ([`set_thread_pipeline`]) only that pipeline's series are started.
 pub fn set_pipeline(name: &str) {
-    let _ = PIPELINE.set(name.to_string());
+    if THREAD_PIPELINE.with(|p| p.borrow().is_none()) {
+        let _ = PIPELINE.set(name.to_string());
+    }
     // Present from the start, so a scaler or an alert sees 0 rather than no series.
     buffer_depth(0);
     source_connected(false);
 }
 
+/// Label what this thread records with `name`: a managed role runs each pipeline on its own
+/// threads (its runtime's, set with `on_thread_start`), so several pipelines in one process
+/// each keep their own series.
+pub fn set_thread_pipeline(name: &str) {
+    THREAD_PIPELINE.with(|p| *p.borrow_mut() = Some(name.to_string()));
+}
+
+/// Remove the gauges of a pipeline this process no longer runs (stopped, deleted or moved to
+/// another process), so a scaler summing `philotes_buffer_depth` or an alert on a stopped table
+/// does not go on seeing its last values. Counters stay (they only stop rising).
+pub fn forget_pipeline(name: &str) {
+    let m = &*METRICS;
+    let l = PipelineLabels {
+        pipeline: name.to_string(),
+    };
+    m.buffer_depth.remove(&l);
+    m.lag_bytes.remove(&l);
+    m.lag_seconds.remove(&l);
+    m.retained_wal.remove(&l);
+    m.source_connected.remove(&l);
+    m.worker_leases.remove(&l);
+    for s in WAL_STATUSES {
+        m.wal_status.remove(&StatusLabels {
+            pipeline: name.to_string(),
+            status: s.to_string(),
+        });
+    }
+    let tables = TABLES
+        .lock()
+        .map(|mut t| t.remove(name).unwrap_or_default())
+        .unwrap_or_default();
+    for table in tables {
+        let l = TableLabels {
+            pipeline: name.to_string(),
+            table,
+        };
+        m.snapshot_running.remove(&l);
+        m.table_stopped.remove(&l);
+    }
+}
+
 fn pipeline() -> String {
-    PIPELINE.get().cloned().unwrap_or_else(|| "philotes".into())
+    THREAD_PIPELINE
+        .with(|p| p.borrow().clone())
+        .or_else(|| PIPELINE.get().cloned())
+        .unwrap_or_else(|| "philotes".into())
 }
 
 fn p() -> PipelineLabels {
@@ -414,6 +471,11 @@ impl TableMetrics {
     pub fn new(table: &str) -> TableMetrics {
         let m = &*METRICS;
         let l = t(table);
+        if let Ok(mut t) = TABLES.lock() {
+            t.entry(l.pipeline.clone())
+                .or_default()
+                .insert(table.to_string());
+        }
         TableMetrics {
             ingested: m.rows_ingested.get_or_create_owned(&l),
             committed: m.rows_committed.get_or_create_owned(&l),

@@ -106,3 +106,44 @@ fn recorded_values_appear_with_their_labels() {
         "{text}"
     );
 }
+
+#[test]
+fn pipelines_on_their_own_threads_keep_their_own_series_until_forgotten() {
+    let record = |name: &'static str, depth: u64| {
+        std::thread::spawn(move || {
+            set_thread_pipeline(name);
+            set_pipeline(name);
+            buffer_depth(depth);
+            TableMetrics::new("public.t").stopped(ErrorKind::Invalid);
+        })
+        .join()
+        .is_ok()
+    };
+    assert!(record("threads_a", 11) && record("threads_b", 22));
+    let text = render();
+    assert!(
+        text.contains("philotes_buffer_depth{pipeline=\"threads_a\"} 11"),
+        "{text}"
+    );
+    assert!(
+        text.contains("philotes_buffer_depth{pipeline=\"threads_b\"} 22"),
+        "{text}"
+    );
+    assert!(
+        text.contains("philotes_table_stopped{pipeline=\"threads_a\",table=\"public.t\"} 1"),
+        "{text}"
+    );
+    forget_pipeline("threads_a");
+    let text = render();
+    assert!(!text.contains("pipeline=\"threads_a\"} "), "{text}");
+    assert!(
+        !text.contains("philotes_table_stopped{pipeline=\"threads_a\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("philotes_buffer_depth{pipeline=\"threads_b\"} 22"),
+        "{text}"
+    );
+    // (Counters stay: they only stop rising.)
+    assert!(text.contains("philotes_errors_total"), "{text}");
+}
