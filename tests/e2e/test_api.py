@@ -626,10 +626,16 @@ def test_a_pipeline_definition_changes_while_it_runs(api, source, tmp_path):
         source.sql(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
         source.sql(f"INSERT INTO {t} SELECT g, 'first' FROM generate_series(1, 200) g")
     s, _, src = api.call("POST", "/api/v1/sources", body=source_body(source, name="shop", user="postgres"), key=admin)
-    s, _, p = api.call("POST", "/api/v1/pipelines", key=admin, body={
-        "name": "shop", "source_id": src["id"], "tables": ["public.orders"], "flush_interval": "200ms"})
+    body = {"name": "shop", "source_id": src["id"], "tables": ["public.orders"], "flush_interval": "200ms"}
+    s, _, p = api.call("POST", "/api/v1/pipelines", key=admin, body=body, headers={"Idempotency-Key": "shop-1"})
     assert s == 201, p
     pid = p["id"]
+    # Sent again (the answer was lost, say): the first answer, no second pipeline.
+    s, h, again = api.call("POST", "/api/v1/pipelines", key=admin, body=body, headers={"Idempotency-Key": "shop-1"})
+    assert s == 201 and again == p and h["Idempotent-Replayed"] == "true" and h["Location"] == f"/api/v1/pipelines/{pid}"
+    problem(*api.call("POST", "/api/v1/pipelines", key=admin, body={**body, "name": "shop2"},
+                      headers={"Idempotency-Key": "shop-1"}), 409)
+    assert api.db("SELECT count(*) FROM philotes.pipeline_specs") == [(1,)]
     # Before it ever ran, anything may change (the publication does not exist yet).
     s, _, p = api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin,
                        body={"namespace": "before", "destination": {"s3_region": "eu-central"}})
@@ -778,8 +784,13 @@ def test_admins_manage_people_through_the_api_and_the_last_admin_stays(api):
     password, other = "correct horse battery staple", "another long passphrase"
     assert make_user(api, "root", "admin", password).returncode == 0
     admin, read = api.key("admin"), api.key("read")
-    s, h, ops = api.call("POST", "/api/v1/users", key=admin, body={"username": "ops", "role": "operator", "password": password})
+    body = {"username": "ops", "role": "operator", "password": password}
+    s, h, ops = api.call("POST", "/api/v1/users", key=admin, body=body, headers={"Idempotency-Key": "ops-1"})
     assert s == 201 and h["Location"] == f"/api/v1/users/{ops['id']}" and ops["role"] == "operator", ops
+    s, h, again = api.call("POST", "/api/v1/users", key=admin, body=body, headers={"Idempotency-Key": "ops-1"})
+    assert s == 201 and again == ops and h["Idempotent-Replayed"] == "true"
+    dump = json.dumps(api.db("SELECT * FROM philotes.idempotency_keys"), default=str)
+    assert password not in dump
     assert "password" not in json.dumps(ops) and "hash" not in json.dumps(ops)
     users_before = api.db("SELECT id, username, role, password_hash, disabled_at FROM philotes.users ORDER BY id")
     # Refused, and nothing changes.

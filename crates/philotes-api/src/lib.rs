@@ -19,6 +19,7 @@ use philotes_core::{Error, ErrorKind, Result, Secret};
 pub mod auth;
 pub mod error;
 pub mod history;
+mod idempotent;
 pub mod json;
 pub mod keys;
 pub mod pipelines;

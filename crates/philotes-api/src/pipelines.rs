@@ -486,13 +486,26 @@ fn seal(
 
 #[utoipa::path(post, path = "/api/v1/pipelines", tag = "pipelines",
     request_body = PipelineCreate,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "The same key with the same body again answers as the first time, without a second pipeline")),
     responses((status = 201, body = Pipeline, headers(("Location" = String, description = "The new pipeline's path"))), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 /// Define a pipeline (stopped until started).
 pub async fn create(
     State(s): State<AppState>,
     axum::Extension(actor): axum::Extension<Actor>,
+    headers: axum::http::HeaderMap,
     body: Body<PipelineCreate>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<axum::response::Response> {
+    let key = crate::idempotent::key(&headers)?;
+    let hash = crate::idempotent::fingerprint("pipelines", &body.raw);
+    if let Some(key) = &key {
+        let mut conn = s.store().get().await?;
+        if let Some(replay) =
+            crate::idempotent::replayed(conn.client()?, &actor, key, &hash, "/api/v1/pipelines")
+                .await?
+        {
+            return Ok(replay);
+        }
+    }
     let b = body.value;
     let default_name = default_name(&b.name);
     let slot = b.slot.clone().unwrap_or_else(|| default_name.clone());
@@ -559,13 +572,12 @@ pub async fn create(
         serde_json::json!({"name": p.name, "source_id": p.source_id, "slot": p.slot}),
     )
     .await?;
+    let answer = serde_json::to_value(&p).map_err(|e| ApiError::internal(&e))?;
+    if let Some(key) = &key {
+        crate::idempotent::remember(&tx, &actor, key, &hash, &answer).await?;
+    }
     tx.commit().await.map_err(db)?;
-    let location = format!("/api/v1/pipelines/{}", p.id);
-    Ok((
-        StatusCode::CREATED,
-        [(axum::http::header::LOCATION, location)],
-        Json(p),
-    ))
+    Ok(crate::idempotent::created("/api/v1/pipelines", answer))
 }
 
 #[utoipa::path(get, path = "/api/v1/pipelines/{id}", tag = "pipelines",

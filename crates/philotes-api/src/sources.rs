@@ -5,18 +5,17 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use philotes_source_postgres::SourceConn;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::json::{Body, ListParams, Problems, Validate};
 use crate::store::{audit, db};
+use crate::{AppState, idempotent};
 
 /// How the API reaches a source over TLS (libpq's `sslmode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -273,12 +272,13 @@ pub async fn create(
     headers: HeaderMap,
     body: Body<SourceCreate>,
 ) -> ApiResult<Response> {
-    let key = idempotency_key(&headers)?;
-    let hash = sha2::Sha256::digest(&body.raw).to_vec();
+    let key = idempotent::key(&headers)?;
+    let hash = idempotent::fingerprint("sources", &body.raw);
     let mut conn = s.store().get().await?;
     let client = conn.client()?;
     if let Some(key) = &key
-        && let Some(replay) = replayed(client, &actor, key, &hash).await?
+        && let Some(replay) =
+            idempotent::replayed(client, &actor, key, &hash, "/api/v1/sources").await?
     {
         return Ok(replay);
     }
@@ -314,82 +314,10 @@ pub async fn create(
     .await?;
     let body_json = serde_json::to_value(&source).map_err(|e| ApiError::internal(&e))?;
     if let Some(key) = &key {
-        tx.execute(
-            "DELETE FROM philotes.idempotency_keys WHERE created_at < now() - interval '1 day'",
-            &[],
-        )
-        .await
-        .map_err(db)?;
-        tx.execute(
-            "INSERT INTO philotes.idempotency_keys (actor, key, request_sha256, status, body) VALUES ($1, $2, $3, 201, $4)",
-            &[&actor.name, key, &hash, &body_json],
-        )
-        .await
-        .map_err(db)?;
+        idempotent::remember(&tx, &actor, key, &hash, &body_json).await?;
     }
     tx.commit().await.map_err(db)?;
-    Ok(created(StatusCode::CREATED, body_json))
-}
-
-/// A created source's answer, with its `Location`.
-fn created(status: StatusCode, body: serde_json::Value) -> Response {
-    let location = body["id"]
-        .as_i64()
-        .map(|id| format!("/api/v1/sources/{id}"));
-    let mut r = (status, Json(body)).into_response();
-    if let Some(l) = location.and_then(|l| axum::http::HeaderValue::from_str(&l).ok()) {
-        r.headers_mut().insert(axum::http::header::LOCATION, l);
-    }
-    r
-}
-
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let k = v.to_str().ok().filter(|k| {
-        !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
-    });
-    k.map(|k| Some(k.to_string())).ok_or_else(|| {
-        ApiError::invalid(vec![FieldError {
-            field: "Idempotency-Key".into(),
-            message: "1 to 255 visible ASCII characters".into(),
-        }])
-    })
-}
-
-/// The first answer to a create made again with the same key; a different body under the
-/// same key is refused.
-async fn replayed(
-    client: &tokio_postgres::Client,
-    actor: &Actor,
-    key: &str,
-    hash: &[u8],
-) -> ApiResult<Option<Response>> {
-    let row = client
-        .query_opt(
-            "SELECT request_sha256, status, body FROM philotes.idempotency_keys WHERE actor = $1 AND key = $2",
-            &[&actor.name, &key],
-        )
-        .await
-        .map_err(db)?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    if row.get::<_, Vec<u8>>(0) != hash {
-        return Err(ApiError::conflict(
-            "this Idempotency-Key was used for a different request; use a new key for a new request",
-        ));
-    }
-    let status = StatusCode::from_u16(u16::try_from(row.get::<_, i32>(1)).unwrap_or(200))
-        .unwrap_or(StatusCode::OK);
-    let body: serde_json::Value = row.get(2);
-    let mut r = created(status, body);
-    r.headers_mut().insert(
-        "idempotent-replayed",
-        axum::http::HeaderValue::from_static("true"),
-    );
-    Ok(Some(r))
+    Ok(idempotent::created("/api/v1/sources", body_json))
 }
 
 #[utoipa::path(get, path = "/api/v1/sources/{id}", tag = "sources",

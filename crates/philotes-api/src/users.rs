@@ -221,8 +221,9 @@ async fn insert(
     username: &str,
     role: Role,
     hash: &str,
-) -> std::result::Result<Option<User>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
+    idempotency: Option<(&str, &[u8])>,
+) -> ApiResult<Option<User>> {
+    let tx = client.transaction().await.map_err(db)?;
     let row = tx
         .query_opt(
             &format!(
@@ -231,17 +232,26 @@ async fn insert(
             ),
             &[&username, &hash, &role.as_str()],
         )
-        .await?;
+        .await
+        .map_err(db)?;
     let Some(row) = row else {
         return Ok(None);
     };
-    tx.execute(
-        "INSERT INTO philotes.audit_log (actor, action, resource, remote, detail) VALUES ($1, 'user.create', $2, $3, $4)",
-        &[&actor.name, &format!("users/{username}"), &actor.remote, &serde_json::json!({"role": role.as_str()})],
+    audit(
+        &tx,
+        actor,
+        "user.create",
+        &format!("users/{username}"),
+        serde_json::json!({"role": role.as_str()}),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Some(user_of(&row)))
+    let user = user_of(&row);
+    if let Some((key, fingerprint)) = idempotency {
+        let answer = serde_json::to_value(&user).map_err(|e| ApiError::internal(&e))?;
+        crate::idempotent::remember(&tx, actor, key, fingerprint, &answer).await?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(Some(user))
 }
 
 /// `philotes user create` with `--buffer-url`: a user made straight in the control database
@@ -267,9 +277,14 @@ pub async fn create_in(
         scope: Scope::Admin,
         remote: None,
     };
-    let made = insert(&mut db.client, &cli, username, role, &hash)
+    let made = insert(&mut db.client, &cli, username, role, &hash, None)
         .await
-        .map_err(|e| Error::new(ErrorKind::Buffer, "cannot create the user").with_source(e))?;
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Buffer,
+                format!("cannot create the user: {}", e.problem().detail),
+            )
+        })?;
     if made.is_none() {
         return Err(Error::new(
             ErrorKind::Config,
@@ -311,27 +326,40 @@ pub async fn list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<UserPag
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
     request_body = UserCreate,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "The same key with the same body again answers as the first time, without a second user")),
     responses((status = 201, body = User, headers(("Location" = String, description = "The new user's path"))), (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 /// Make a user who logs in to the dashboard.
 pub async fn create(
     State(s): State<AppState>,
     axum::Extension(actor): axum::Extension<Actor>,
+    headers: HeaderMap,
     body: Body<UserCreate>,
 ) -> ApiResult<Response> {
+    // (The fingerprint holds the password only as part of a SHA-256 of the whole body.)
+    let key = crate::idempotent::key(&headers)?;
+    let fingerprint = crate::idempotent::fingerprint("users", &body.raw);
+    let mut conn = s.store().get().await?;
+    if let Some(key) = &key
+        && let Some(replay) =
+            crate::idempotent::replayed(conn.client()?, &actor, key, &fingerprint, "/api/v1/users")
+                .await?
+    {
+        return Ok(replay);
+    }
     let b = body.value;
     let hash = hash_in_background(b.password).await?;
-    let mut conn = s.store().get().await?;
-    let made = insert(conn.client()?, &actor, &b.username, b.role, &hash)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| ApiError::conflict(format!("a user named {} exists already", b.username)))?;
-    let location = format!("/api/v1/users/{}", made.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(made),
+    let made = insert(
+        conn.client()?,
+        &actor,
+        &b.username,
+        b.role,
+        &hash,
+        key.as_deref().map(|k| (k, fingerprint.as_slice())),
     )
-        .into_response())
+    .await?
+    .ok_or_else(|| ApiError::conflict(format!("a user named {} exists already", b.username)))?;
+    let answer = serde_json::to_value(&made).map_err(|e| ApiError::internal(&e))?;
+    Ok(crate::idempotent::created("/api/v1/users", answer))
 }
 
 /// Refuse a change that would leave no enabled admin. Locks every enabled admin's row, so two
