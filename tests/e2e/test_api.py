@@ -500,7 +500,16 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
         problem(*api.call("GET", f"/api/v1/pipelines/{ids['b']}/history?days=1", key=read), 422)
         problem(*api.call("GET", "/api/v1/pipelines/999999/history", key=read), 404)
         assert api.call("GET", f"/api/v1/pipelines/{ids['b']}/history")[0] == 401
-        # Verify through the API: the managed ingest runs `philotes verify` and keeps the report.
+        # Verify through the API: the managed ingest that streams the pipeline runs `philotes
+        # verify` and keeps the report. A second managed ingest stands by for b and never claims
+        # b's verifications (before, any managed ingest could).
+        os.environ["PHILOTES_ENCRYPTION_KEY"] = ENCRYPTION_KEY
+        try:
+            roles.append(Role(["ingest", "--managed", "--buffer-url", api.ctl, "--data-dir", str(data),
+                               "--metrics-addr", "off"], tmp_path / "standby.log"))
+        finally:
+            os.environ.pop("PHILOTES_ENCRYPTION_KEY")
+        wait_for("the standby", lambda: "standing by" in (tmp_path / "standby.log").read_text(), timeout=60)
         problem(*api.call("POST", f"/api/v1/pipelines/{ids['b']}/verify", body={"tables": []}, key=read), 403)
         problem(*api.call("POST", f"/api/v1/pipelines/{ids['b']}/verify", body={"tables": ["public.nope"]}, key=operate), 404)
         s, h, run = api.call("POST", f"/api/v1/pipelines/{ids['b']}/verify", body={"tables": ["public.orders"]}, key=operate)
@@ -513,6 +522,8 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
         assert finished["state"] == "done" and finished["outcome"] == "match", finished
         assert finished["report"]["tables"][0]["table"] == "public.orders", finished["report"]
         assert [r["id"] for r in api.call("GET", f"/api/v1/pipelines/{ids['b']}/verify-runs", key=read)[2]] == [run["id"]]
+        assert "verifying the pipeline" not in (tmp_path / "standby.log").read_text()
+        assert "verifying the pipeline" in (tmp_path / "ingest.log").read_text()
         actions = [e["action"] for e in api.call("GET", "/api/v1/audit?limit=20", key=admin)[2]["items"]]
         for a in ("pipeline.create", "pipeline.start", "pipeline.pause", "pipeline.resume", "pipeline.stop", "pipeline.delete",
                   "pipeline.verify"):

@@ -201,8 +201,12 @@ impl ControlDb {
         Ok(row.is_some_and(|r| r.get(0)))
     }
 
-    /// Claim the oldest verification nobody started, of a pipeline that is not stopped.
-    pub async fn claim_verify(&mut self) -> Result<Option<VerifyRun>> {
+    /// Claim the oldest verification nobody started, of a pipeline that is not stopped and
+    /// whose slot is one of `slots` (the pipelines the caller streams).
+    pub async fn claim_verify(&mut self, slots: &[String]) -> Result<Option<VerifyRun>> {
+        if slots.is_empty() {
+            return Ok(None);
+        }
         let tx = self
             .client
             .transaction()
@@ -215,9 +219,9 @@ impl ControlDb {
                  WHERE (v.started_at IS NULL
                         -- Claimed by an ingest that died before finishing it: run it again.
                         OR (v.finished_at IS NULL AND v.started_at < now() - interval '15 minutes'))
-                   AND p.desired <> 'stopped'
+                   AND p.desired <> 'stopped' AND p.slot = ANY($1)
                  ORDER BY v.id LIMIT 1 FOR UPDATE OF v SKIP LOCKED",
-                &[],
+                &[&slots],
             )
             .await
             .map_err(|e| db_error("cannot claim a verification", e))?;

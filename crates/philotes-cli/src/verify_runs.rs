@@ -1,9 +1,11 @@
 //! Verifications asked for through the API, run by a managed ingest.
 //!
-//! The API records the request; whichever managed ingest claims it first (a row lock, so a
-//! standby never runs it twice) runs `philotes verify` with the pipeline's settings — the same
-//! code and report as the command — and keeps the report in the control database. Here and
-//! not in the pipeline crate because verify builds on it.
+//! The API records the request; the managed ingest that streams the pipeline (holds its lease:
+//! `philotes_pipeline::lease`, so a standby never does, and a verification reads the lake the
+//! pipeline writes, its embedded catalog included) claims it (a row lock, so it runs once),
+//! runs `philotes verify` with the pipeline's settings — the same code and report as the
+//! command — and keeps the report in the control database. Here and not in the pipeline crate
+//! because verify builds on it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +23,7 @@ pub(crate) async fn run(layer: Layer, cipher: Cipher, stop: Arc<AtomicBool>) -> 
     let own = layer.clone().resolve()?;
     let mut db = ControlDb::open(own.buffer_url.as_ref(), "to run verifications").await?;
     while !stop.load(Ordering::Relaxed) {
-        match db.claim_verify().await {
+        match db.claim_verify(&philotes_pipeline::lease::held()).await {
             Ok(Some(run)) => {
                 let outcome = verify_one(&db, &layer, &cipher, &run).await;
                 let recorded = match outcome {

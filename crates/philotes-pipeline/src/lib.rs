@@ -15,6 +15,7 @@
 mod apply;
 pub mod dlq;
 mod ingest;
+pub mod lease;
 mod managed;
 mod progress;
 mod run;

@@ -89,6 +89,7 @@ pub(crate) async fn replicate<O: Opener>(
     } else {
         preflight::take_lease(&client, &settings.slot).await?;
     }
+    let _held = crate::lease::hold(&settings.slot);
     preflight::ensure_publication(&client, &settings.publication, &settings.tables).await?;
     if *resync != Resync::None {
         preflight::drop_lost_slot(&client, &settings.slot).await?;
