@@ -165,9 +165,11 @@ def test_keys_and_scopes_decide_who_may_do_what(api):
     assert all("token" not in k and "secret" not in json.dumps(k) for k in keys)
     listed = {k["id"]: k for k in keys}
     assert listed[made["key"]["id"]]["last_used_at"] is not None
-    assert api.call("DELETE", f"/api/v1/api-keys/{made['key']['id']}", key=admin)[0] == 204
+    assert api.call("DELETE", f"/api/v1/api-keys/{made['key']['id']}", key=admin,
+                    headers={"X-Forwarded-For": "203.0.113.9"})[0] == 204
     problem(*api.call("GET", "/api/v1/sources", key=made["token"]), 401)
     problem(*api.call("DELETE", "/api/v1/api-keys/000000000000", key=admin), 404)
+    # (No proxy is trusted by default: a forwarded address from anyone is not believed.)
     # Only hashes are stored.
     tokens = [admin, read, operate, made["token"]]
     dump = json.dumps(api.db("SELECT * FROM philotes.api_keys"), default=str)
@@ -324,6 +326,10 @@ def test_api_refuses_to_start_without_what_it_needs(cluster, tmp_path):
                          env={**{k: v for k, v in env.items() if not k.startswith("PHILOTES_BUFFER_URL")},
                               "PHILOTES_ENCRYPTION_KEY": ENCRYPTION_KEY})
     assert out.returncode == 2 and "--buffer-url" in out.stderr
+    out = subprocess.run([str(BINARY), "api", "--buffer-url", ctl, "--listen", "127.0.0.1:0", "--metrics-addr", "off",
+                          "--trusted-proxies", "10.0.0.0/33"], capture_output=True, text=True, timeout=60,
+                         env={**env, "PHILOTES_ENCRYPTION_KEY": ENCRYPTION_KEY})
+    assert out.returncode == 2 and "10.0.0.0/33" in out.stderr and "is not an address or a network" in out.stderr
     # The URL from a file (a mounted secret) works, and the key from a file too.
     url_file, key_file = tmp_path / "url", tmp_path / "key"
     url_file.write_text(ctl + "\n")
@@ -331,10 +337,21 @@ def test_api_refuses_to_start_without_what_it_needs(cluster, tmp_path):
     port = free_port()
     p = subprocess.Popen([str(BINARY), "api", "--listen", f"127.0.0.1:{port}", "--metrics-addr", "off",
                           "--encryption-key-file", str(key_file)], stderr=open(tmp_path / "api.log", "w"),
-                         env={**env, "PHILOTES_BUFFER_URL_FILE": str(url_file)})
+                         env={**env, "PHILOTES_BUFFER_URL_FILE": str(url_file),
+                              "PHILOTES_API_TRUSTED_PROXIES": "127.0.0.0/8"})
     try:
         wait_for("the API", lambda: _ready(port) or p.poll() is not None, timeout=60)
         assert p.poll() is None, (tmp_path / "api.log").read_text()
+        # Behind a trusted proxy (the dashboard, an ingress), "from where" is the client it
+        # forwards for: the right-most address that is not a trusted proxy.
+        api = Api(f"http://127.0.0.1:{port}", ctl, None)
+        admin = api.key("admin")
+        s, _, made = api.call("POST", "/api/v1/api-keys", body={"name": "ci", "scope": "read"}, key=admin,
+                              headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9, 127.0.0.2"})
+        assert s == 201, made
+        (entry,) = [e for e in api.call("GET", "/api/v1/audit", key=admin)[2]["items"] if e["action"] == "api-key.create"
+                    and e["actor"].startswith("key:")]
+        assert entry["remote"] == "203.0.113.9", entry
         bad = subprocess.run([str(BINARY), "api-key", "create", "--scope", "root", "--name", "x", "--buffer-url", ctl],
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and "read, operate or admin" in bad.stderr

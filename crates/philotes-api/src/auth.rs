@@ -116,7 +116,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
     let remote = req
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| g.state.remote(c.0, req.headers()));
     let token = req
         .headers()
         .get(header::AUTHORIZATION)

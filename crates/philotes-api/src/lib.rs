@@ -23,6 +23,7 @@ mod idempotent;
 pub mod json;
 pub mod keys;
 pub mod pipelines;
+pub mod remote;
 pub mod routes;
 pub mod sources;
 mod store;
@@ -46,13 +47,27 @@ pub struct AppState {
 struct Inner {
     store: Store,
     cipher: Cipher,
+    proxies: remote::TrustedProxies,
 }
 
 impl AppState {
-    pub fn new(store: Store, cipher: Cipher) -> AppState {
+    pub fn new(store: Store, cipher: Cipher, proxies: remote::TrustedProxies) -> AppState {
         AppState {
-            inner: Arc::new(Inner { store, cipher }),
+            inner: Arc::new(Inner {
+                store,
+                cipher,
+                proxies,
+            }),
         }
+    }
+
+    /// Where a request from `peer` with `headers` comes from (see [`remote`]).
+    pub(crate) fn remote(
+        &self,
+        peer: std::net::SocketAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> String {
+        self.inner.proxies.client(peer.ip(), headers).to_string()
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -96,6 +111,8 @@ pub struct ApiSettings {
     pub encryption_key: Option<Secret>,
     /// How often to sample every pipeline's history (kept [`history::KEEP_DAYS`] days).
     pub history_interval: std::time::Duration,
+    /// Whose `X-Forwarded-For` to believe (the dashboard, an ingress).
+    pub trusted_proxies: remote::TrustedProxies,
 }
 
 /// Serve the API until `stop` resolves.
@@ -112,7 +129,7 @@ pub async fn serve(
     let cipher = Cipher::from_text(key)?;
     let store = Store::open(settings.buffer_url.as_ref()).await?;
     let _sampler = history::spawn(store.connector(), settings.history_interval);
-    let state = AppState::new(store, cipher);
+    let state = AppState::new(store, cipher, settings.trusted_proxies.clone());
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|e| {

@@ -648,9 +648,10 @@ fn random_token(bytes: usize) -> String {
 pub async fn login(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     body: Body<Login>,
 ) -> ApiResult<Response> {
-    let remote = Some(peer.ip().to_string());
+    let remote = Some(s.remote(peer, &headers));
     let b = body.value;
     let mut conn = s.store().get().await?;
     let client = conn.client()?;

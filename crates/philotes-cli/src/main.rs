@@ -101,6 +101,11 @@ struct ApiArgs {
     /// into the control database (kept 7 days; GET /api/v1/pipelines/{id}/history).
     #[arg(long, env = "PHILOTES_HISTORY_INTERVAL", default_value = "1m")]
     history_interval: String,
+    /// Proxies whose `X-Forwarded-For` names the client (the dashboard, an ingress):
+    /// comma-separated addresses or networks, e.g. `10.0.0.0/8`. Empty: none; the peer is the
+    /// client (for the audit log and the per-address login limit).
+    #[arg(long, env = "PHILOTES_API_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: String,
 }
 
 /// The control database, for the commands that need nothing else.
@@ -819,6 +824,7 @@ async fn api(args: ApiArgs) -> Result<ExitCode, Error> {
         listen: args.listen,
         buffer_url: args.control.url()?,
         encryption_key,
+        trusted_proxies: philotes_api::remote::TrustedProxies::parse(&args.trusted_proxies)?,
     };
     let _telemetry = philotes_telemetry::serve(&args.metrics_addr).await?;
     let stop = Arc::new(AtomicBool::new(false));
