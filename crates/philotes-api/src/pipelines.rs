@@ -1359,18 +1359,40 @@ pub(crate) async fn slot_of(s: &AppState, raw_id: &str) -> ApiResult<(i64, Strin
         .ok_or_else(|| ApiError::not_found(format!("pipeline {id}")))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterPage {
+    pub items: Vec<DeadLetter>,
+    /// The `after` of the next page; absent on the last.
+    pub next: Option<String>,
+}
+
 #[utoipa::path(get, path = "/api/v1/pipelines/{id}/dead-letters", tag = "pipelines",
-    params(("id" = i64, Path, description = "The pipeline's id")),
-    responses((status = 200, body = [DeadLetter]), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    params(("id" = i64, Path, description = "The pipeline's id"), ListParams),
+    responses((status = 200, body = DeadLetterPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 /// The pipeline's dead letters, oldest first (decided ones too).
 pub async fn dead_letters(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Vec<DeadLetter>>> {
+    uri: Uri,
+) -> ApiResult<Json<DeadLetterPage>> {
+    let p = ListParams::from_uri(&uri)?;
     let (_, slot) = slot_of(&s, &id).await?;
     let mut conn = s.store().get().await?;
-    let found = philotes_buffer::tables::dead_letters(conn.client()?, Some(&slot)).await?;
-    Ok(Json(found.into_iter().map(DeadLetter::from).collect()))
+    let found = philotes_buffer::tables::dead_letters(
+        conn.client()?,
+        Some(&slot),
+        p.after_id(),
+        Some(p.limit() + 1),
+    )
+    .await?;
+    let mut items: Vec<DeadLetter> = found.into_iter().map(DeadLetter::from).collect();
+    let next = if items.len() as i64 > p.limit() {
+        items.truncate(p.limit() as usize);
+        items.last().map(|d| crate::json::cursor(d.id))
+    } else {
+        None
+    };
+    Ok(Json(DeadLetterPage { items, next }))
 }
 
 /// Why an operator decided as they did.
@@ -1688,27 +1710,48 @@ pub async fn verify(
     ))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyRunPage {
+    pub items: Vec<VerifyRun>,
+    /// The `after` of the next (older) page; absent on the last.
+    pub next: Option<String>,
+}
+
 #[utoipa::path(get, path = "/api/v1/pipelines/{id}/verify-runs", tag = "pipelines",
-    params(("id" = i64, Path, description = "The pipeline's id")),
-    responses((status = 200, body = [VerifyRun]), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-/// The pipeline's last 50 verifications, newest first.
+    params(("id" = i64, Path, description = "The pipeline's id"), ListParams),
+    responses((status = 200, body = VerifyRunPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// The pipeline's verifications, newest first.
 pub async fn verify_runs(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Vec<VerifyRun>>> {
+    uri: Uri,
+) -> ApiResult<Json<VerifyRunPage>> {
+    let p = ListParams::from_uri(&uri)?;
     let (id, _) = slot_of(&s, &id).await?;
+    let before = match p.after_id() {
+        0 => i64::MAX,
+        a => a,
+    };
     let mut conn = s.store().get().await?;
     let rows = conn
         .client()?
         .query(
             &format!(
-                "SELECT {VERIFY_COLUMNS} FROM philotes.verify_runs WHERE pipeline_id = $1 ORDER BY id DESC LIMIT 50"
+                "SELECT {VERIFY_COLUMNS} FROM philotes.verify_runs WHERE pipeline_id = $1 AND id < $2
+                 ORDER BY id DESC LIMIT $3"
             ),
-            &[&id],
+            &[&id, &before, &(p.limit() + 1)],
         )
         .await
         .map_err(db)?;
-    Ok(Json(rows.iter().map(verify_run_of).collect()))
+    let mut items: Vec<VerifyRun> = rows.iter().map(verify_run_of).collect();
+    let next = if items.len() as i64 > p.limit() {
+        items.truncate(p.limit() as usize);
+        items.last().map(|r| crate::json::cursor(r.id))
+    } else {
+        None
+    };
+    Ok(Json(VerifyRunPage { items, next }))
 }
 
 #[utoipa::path(get, path = "/api/v1/pipelines/{id}/verify-runs/{run}", tag = "pipelines",

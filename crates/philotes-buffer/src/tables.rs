@@ -394,7 +394,7 @@ impl ControlDb {
 
     /// The dead letters of `pipeline` (every pipeline's when `None`), oldest first.
     pub async fn dead_letters(&self, pipeline: Option<&str>) -> Result<Vec<DeadLetterRow>> {
-        dead_letters(&self.client, pipeline).await
+        dead_letters(&self.client, pipeline, 0, None).await
     }
 
     /// Decide dead letter `id` (`skipped` or `retried`); see [`decide_dead_letter`].
@@ -425,17 +425,21 @@ impl ControlDb {
     }
 }
 
-/// The dead letters of `pipeline` (every pipeline's when `None`), oldest first.
+/// The dead letters of `pipeline` (every pipeline's when `None`) with an id above `after`,
+/// oldest first, at most `limit` (`None`: all).
 pub async fn dead_letters(
     client: &impl tokio_postgres::GenericClient,
     pipeline: Option<&str>,
+    after: i64,
+    limit: Option<i64>,
 ) -> Result<Vec<DeadLetterRow>> {
     let rows = client
         .query(
             "SELECT id, table_name, lsn, position, op, column_name, error, row,
                         created_at::text, state, resolved_note
-                 FROM philotes.dead_letters WHERE $1::text IS NULL OR pipeline = $1 ORDER BY id",
-            &[&pipeline],
+                 FROM philotes.dead_letters WHERE ($1::text IS NULL OR pipeline = $1) AND id > $2
+                 ORDER BY id LIMIT $3",
+            &[&pipeline, &after, &limit],
         )
         .await
         .map_err(|e| db_error("cannot list dead letters", e))?;
@@ -499,7 +503,7 @@ pub async fn decide_dead_letter(
     tx.commit()
         .await
         .map_err(|e| db_error("cannot commit a decision", e))?;
-    dead_letters(client, Some(&pipeline))
+    dead_letters(client, Some(&pipeline), id - 1, Some(1))
         .await?
         .into_iter()
         .find(|d| d.id == id)

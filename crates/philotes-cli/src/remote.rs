@@ -712,9 +712,7 @@ pub(crate) async fn pipeline(args: PipelineArgs) -> Result<ExitCode, Error> {
             });
         }
         PipelineCommand::DeadLetters { id } => {
-            let v = api
-                .call(Method::GET, &format!("pipelines/{id}/dead-letters"), None)
-                .await?;
+            let v = all(&api, &format!("pipelines/{id}/dead-letters")).await?;
             api.print(&v, |v| {
                 render(
                     &["ID", "TABLE", "LSN", "OP", "COLUMN", "STATE", "ERROR"],
