@@ -513,6 +513,13 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
         assert round(total["buffered"]) == 301, (total, samples)
         assert samples[0]["lake_changes_per_second"] is None and samples[-1]["lag_seconds"] == 0, samples
         assert any(x["buffer_depth"] > 0 or x["lake_changes_per_second"] for x in samples[1:]), samples
+        # The status counts the same: 500 rows copied, 301 changes streamed and in the lake.
+        sources["b"].sql("ANALYZE orders")
+        st = status("b")
+        (t,) = st["tables"]
+        assert (t["rows_copied"], t["changes_streamed"], t["changes_in_lake"]) == (500, 301, 301), t
+        assert t["source_rows_estimate"] == 801 and t["copy_started_at"] and t["last_commit_at"], t
+        assert t["lag_seconds"] == 0 and st["lag_seconds"] == 0 and st["last_commit_at"] == t["last_commit_at"], st
         problem(*api.call("GET", f"/api/v1/pipelines/{ids['b']}/history?hours=0", key=read), 422)
         problem(*api.call("GET", f"/api/v1/pipelines/{ids['b']}/history?days=1", key=read), 422)
         problem(*api.call("GET", "/api/v1/pipelines/999999/history", key=read), 404)

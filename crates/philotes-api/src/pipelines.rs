@@ -1150,6 +1150,23 @@ pub struct TableStatus {
     pub copied_at_lsn: Option<String>,
     /// Changes buffered and not yet in Iceberg.
     pub buffered_changes: i64,
+    /// Age in seconds of its oldest change not yet in Iceberg (source commit time to now); 0
+    /// when the lake holds everything buffered.
+    pub lag_seconds: f64,
+    /// Rows its last copy wrote (while `copying`: so far).
+    pub rows_copied: i64,
+    /// When its last copy began (rows per second and an ETA: `rows_copied` over the time
+    /// since, against `source_rows_estimate`).
+    pub copy_started_at: Option<DateTime<Utc>>,
+    /// The source's estimate of the table's rows (`pg_class.reltuples`; absent when the
+    /// source cannot be reached or has never analyzed the table).
+    pub source_rows_estimate: Option<i64>,
+    /// Changes streamed from the source into the buffer, ever.
+    pub changes_streamed: i64,
+    /// Streamed changes committed to Iceberg, ever.
+    pub changes_in_lake: i64,
+    /// When a worker last committed its changes to Iceberg.
+    pub last_commit_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -1172,6 +1189,11 @@ pub struct PipelineStatus {
     pub buffered_lsn: Option<String>,
     /// Changes buffered and not yet in Iceberg, over all tables.
     pub buffer_depth: i64,
+    /// Age in seconds of the oldest change not yet in Iceberg, over all tables (0: the lake
+    /// holds everything buffered).
+    pub lag_seconds: f64,
+    /// When a worker last committed any of its tables to Iceberg.
+    pub last_commit_at: Option<DateTime<Utc>>,
     /// The workers connected for this pipeline.
     pub workers: Vec<String>,
     /// Absent when the slot does not exist (yet), or the source cannot be reached (see
@@ -1214,7 +1236,11 @@ pub async fn status(
         let tables = client
             .query(
                 "SELECT t.name, t.stopped, t.buffered, t.watermark, t.snapshot_lsn, t.copying, t.recopy, t.updated_at,
-                        (SELECT count(*) FROM philotes.changes c WHERE c.table_id = t.id)
+                        (SELECT count(*) FROM philotes.changes c WHERE c.table_id = t.id),
+                        coalesce((SELECT extract(epoch FROM now())::double precision - c.ts_us / 1e6
+                                  FROM philotes.changes c WHERE c.table_id = t.id
+                                  ORDER BY c.lsn, c.seq LIMIT 1), 0)::double precision,
+                        t.rows_copied, t.copy_started_at, t.changes_buffered, t.changes_in_lake, t.last_commit_at
                  FROM philotes.tables t WHERE t.pipeline = $1 ORDER BY t.name",
                 &[&slot],
             )
@@ -1241,6 +1267,21 @@ pub async fn status(
             workers,
         )
     };
+    let source = crate::sources::connect(&s, source_id).await?;
+    let names: Vec<String> = tables.iter().map(|r| r.get(0)).collect();
+    let estimates: std::collections::HashMap<String, i64> = match &source {
+        Ok(client) => client
+            .query(
+                "SELECT n.nspname || '.' || c.relname, c.reltuples::bigint FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname || '.' || c.relname = ANY($1) AND c.reltuples >= 0",
+                &[&names],
+            )
+            .await
+            .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            .unwrap_or_default(),
+        Err(_) => Default::default(),
+    };
     let tables: Vec<TableStatus> = tables
         .iter()
         .map(|r| {
@@ -1265,11 +1306,18 @@ pub async fn status(
                 lake_lsn: lsn(r.get(3)),
                 copied_at_lsn: lsn(snapshot),
                 buffered_changes: r.get(8),
+                lag_seconds: r.get::<_, f64>(9).max(0.0),
+                rows_copied: r.get(10),
+                copy_started_at: r.get(11),
+                source_rows_estimate: estimates.get(r.get::<_, &str>(0)).copied(),
+                changes_streamed: r.get(12),
+                changes_in_lake: r.get(13),
+                last_commit_at: r.get(14),
                 updated_at: r.get(7),
             }
         })
         .collect();
-    let (slot_status, source_error) = match crate::sources::connect(&s, source_id).await? {
+    let (slot_status, source_error) = match source {
         Ok(client) => match client
             .query_opt(
                 "SELECT active, confirmed_flush_lsn::text, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status
@@ -1295,6 +1343,8 @@ pub async fn status(
         state: desired.into(),
         buffered_lsn: lsn(buffered.filter(|b| *b > 0)),
         buffer_depth: tables.iter().map(|t| t.buffered_changes).sum(),
+        lag_seconds: tables.iter().map(|t| t.lag_seconds).fold(0.0, f64::max),
+        last_commit_at: tables.iter().filter_map(|t| t.last_commit_at).max(),
         workers,
         slot: slot_status,
         source_error,

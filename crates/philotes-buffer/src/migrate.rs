@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "history",
         sql: include_str!("../migrations/0007_history.sql"),
     },
+    Migration {
+        version: 8,
+        name: "table_progress",
+        sql: include_str!("../migrations/0008_table_progress.sql"),
+    },
 ];
 
 /// The key of the advisory lock migrations hold (`philotes` in ASCII).

@@ -174,11 +174,27 @@ impl ControlDb {
     pub async fn set_copying(&self, table: i64, copying: bool) -> Result<()> {
         self.client
             .execute(
-                "UPDATE philotes.tables SET copying = $2, updated_at = now() WHERE id = $1",
+                // A copy that begins starts its count over.
+                "UPDATE philotes.tables SET copying = $2, updated_at = now(),
+                    rows_copied = CASE WHEN $2 THEN 0 ELSE rows_copied END,
+                    copy_started_at = CASE WHEN $2 THEN now() ELSE copy_started_at END
+                 WHERE id = $1",
                 &[&table, &copying],
             )
             .await
             .map_err(|e| db_error("cannot record a copy", e))?;
+        Ok(())
+    }
+
+    /// The copy of `table` has written `rows` so far (its status shows the progress).
+    pub async fn copy_progress(&self, table: i64, rows: u64) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE philotes.tables SET rows_copied = $2 WHERE id = $1",
+                &[&table, &i64::try_from(rows).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(|e| db_error("cannot record a copy's progress", e))?;
         Ok(())
     }
 
@@ -263,7 +279,7 @@ impl ControlDb {
             // What left the buffer for the lake (history).
             self.client
                 .execute(
-                    "UPDATE philotes.tables SET changes_in_lake = changes_in_lake + $2 WHERE id = $1",
+                    "UPDATE philotes.tables SET changes_in_lake = changes_in_lake + $2, last_commit_at = now() WHERE id = $1",
                     &[&table, &(removed as i64)],
                 )
                 .await

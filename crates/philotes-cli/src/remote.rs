@@ -674,16 +674,37 @@ pub(crate) async fn pipeline(args: PipelineArgs) -> Result<ExitCode, Error> {
                     }
                 );
                 out.push_str(&render(
-                    &["TABLE", "STATE", "BUFFERED", "IN LAKE", "CHANGES", "REASON"],
+                    &[
+                        "TABLE",
+                        "STATE",
+                        "COPIED",
+                        "BUFFERED",
+                        "IN LAKE",
+                        "CHANGES",
+                        "LAG S",
+                        "LAST COMMIT",
+                        "REASON",
+                    ],
                     items(&v["tables"])
                         .iter()
                         .map(|t| {
+                            let copied = match t["source_rows_estimate"].as_i64() {
+                                Some(e) if t["state"] == "copying" => {
+                                    format!("{} of ~{e}", text(&t["rows_copied"]))
+                                }
+                                _ => text(&t["rows_copied"]),
+                            };
                             vec![
                                 text(&t["name"]),
                                 text(&t["state"]),
+                                copied,
                                 text(&t["buffered_lsn"]),
                                 text(&t["lake_lsn"]),
                                 text(&t["buffered_changes"]),
+                                t["lag_seconds"]
+                                    .as_f64()
+                                    .map_or("-".into(), |l| format!("{l:.1}")),
+                                text(&t["last_commit_at"]),
                                 t["stopped_reason"].as_str().unwrap_or("").to_string(),
                             ]
                         })

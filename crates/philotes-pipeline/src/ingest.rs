@@ -320,6 +320,8 @@ impl Opener for Buffered {
             columns: state.source.columns.clone(),
             copy_committed: None,
             leased: false,
+            copy_rows: 0,
+            copy_reported: None,
         };
         // Changes from here on are written with the table as it is now (the stream describes
         // it anew where it differs).
@@ -373,6 +375,9 @@ pub(crate) struct IngestTable {
     copy_committed: Option<Lsn>,
     /// Ingest holds the table's worker lease (during a copy).
     leased: bool,
+    /// Rows the current copy wrote, and when they were last recorded (at most once a second).
+    copy_rows: u64,
+    copy_reported: Option<std::time::Instant>,
 }
 
 fn op_code(op: Op) -> u8 {
@@ -626,8 +631,24 @@ impl Sink for IngestTable {
         Ok(())
     }
 
+    async fn copy_progress(&mut self, rows: u64) -> Result<()> {
+        self.copy_rows = rows;
+        if self
+            .copy_reported
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            self.copy_reported = Some(std::time::Instant::now());
+            let db = self.shared.db.lock().await;
+            db.copy_progress(self.id, rows).await?;
+        }
+        Ok(())
+    }
+
     async fn after_copy(&mut self) -> Result<()> {
         let db = self.shared.db.lock().await;
+        db.copy_progress(self.id, self.copy_rows).await?;
+        self.copy_rows = 0;
+        self.copy_reported = None;
         if let Some(at) = self.copy_committed.take() {
             // Changes from the copy's point on are written with the columns it read.
             db.set_relation(self.id, at, -1, &self.relation(&self.columns))

@@ -17,6 +17,10 @@ pub(crate) trait Sink: TableSink + Sized {
     fn before_copy(&mut self, _columns: &[ColumnDesc]) -> impl Future<Output = Result<()>> {
         async { Ok(()) }
     }
+    /// The copy has written `rows` rows so far (called after every batch).
+    fn copy_progress(&mut self, _rows: u64) -> impl Future<Output = Result<()>> {
+        async { Ok(()) }
+    }
     /// The copy is over (committed, or failed and the table stopped): hand the table back.
     fn after_copy(&mut self) -> impl Future<Output = Result<()>> {
         async { Ok(()) }

@@ -2,7 +2,6 @@
 
 use philotes_core::{
     Cell, ConvertError, Error, ErrorKind, Lsn, Op, Result, Row, RowBatcher, TableProgress,
-    TableSink,
 };
 use std::ops::ControlFlow;
 
@@ -17,7 +16,7 @@ use crate::progress::Progress;
 /// Copy every table in `tables` under one exported snapshot and commit each copy with the
 /// snapshot's consistent point as its watermark. A table whose copy fails is stopped; the
 /// others go on.
-pub async fn copy_tables<T: TableSink>(
+pub async fn copy_tables<T: crate::sink::Sink>(
     conn: &SourceConn,
     publication: &str,
     tables: &mut [&mut TableState<T>],
@@ -55,7 +54,7 @@ fn take_batch<B: RowBatcher>(batcher: &mut B) -> Converted<B::Batch> {
     }
 }
 
-async fn copy_one<T: TableSink>(
+async fn copy_one<T: crate::sink::Sink>(
     conn: &SourceConn,
     snapshot: &ExportedSnapshot,
     t: &mut TableState<T>,
@@ -135,6 +134,7 @@ async fn copy_one<T: TableSink>(
         seq - i64::from(again)
     });
     let mut progress = Progress::new(format!("snapshot {name}"));
+    let mut written: u64 = 0;
     let mut failure: Option<Error> = None;
     while let Some(msg) = batch_rx.recv().await {
         match msg {
@@ -142,6 +142,8 @@ async fn copy_one<T: TableSink>(
                 lake.write_batch(b).await?;
                 progress.add(n);
                 metrics.0.copied(n);
+                written += n;
+                lake.copy_progress(written).await?;
             }
             Converted::Failed(ce, row) => {
                 let err = Error::new(
