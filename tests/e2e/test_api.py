@@ -575,6 +575,22 @@ def managed_roles(api, tmp_path, data):
         os.environ.pop("PHILOTES_ENCRYPTION_KEY")
 
 
+def start_managed(api, source, pid, key, tmp_path):
+    """Start pipeline `pid` (slot philotes_shop) under a managed ingest and worker: the roles,
+    and the lake once its catalog exists."""
+    data = tmp_path / "data"
+    roles = managed_roles(api, tmp_path, data)
+    try:
+        assert api.call("POST", f"/api/v1/pipelines/{pid}/start", key=key)[0] == 200
+        source.data_dir = data / "philotes_shop"
+        wait_for("the catalog", lambda: (source.data_dir / "catalog.db").exists(), timeout=120)
+        return roles, source.lake()
+    except BaseException:
+        for r in roles:
+            r.stop()
+        raise
+
+
 def test_dead_letters_and_resync_through_the_api(api, source, tmp_path):
     from test_service import lake_equals_source
     admin, operate, read = api.key("admin"), api.key("operate"), api.key("read")
@@ -588,13 +604,8 @@ def test_dead_letters_and_resync_through_the_api(api, source, tmp_path):
                        body={"name": "shop", "source_id": src["id"], "flush_interval": "200ms"})
     assert s == 201
     pid = p["id"]
-    data = tmp_path / "data"
-    roles = managed_roles(api, tmp_path, data)
+    roles, lake = start_managed(api, source, pid, operate, tmp_path)
     try:
-        assert api.call("POST", f"/api/v1/pipelines/{pid}/start", key=operate)[0] == 200
-        source.data_dir = data / "philotes_shop"
-        wait_for("the catalog", lambda: (source.data_dir / "catalog.db").exists(), timeout=120)
-        lake = source.lake()
         wait_for("the copies", lambda: lake_equals_source(source, lake, [("prices", ["id"]), ("other", ["id"])]),
                  timeout=180, every=0.5)
         with source.conn.transaction():
@@ -684,13 +695,8 @@ def test_a_pipeline_definition_changes_while_it_runs(api, source, tmp_path):
     problem(*api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin, body={"slot": "other"}), 422)
     problem(*api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin, body={"flush_interval": "0s"}), 422)
     problem(*api.call("PATCH", "/api/v1/pipelines/999999", key=admin, body={"name": "x"}), 404)
-    data = tmp_path / "data"
-    roles = managed_roles(api, tmp_path, data)
+    roles, lake = start_managed(api, source, pid, admin, tmp_path)
     try:
-        assert api.call("POST", f"/api/v1/pipelines/{pid}/start", key=admin)[0] == 200
-        source.data_dir = data / "philotes_shop"
-        wait_for("the catalog", lambda: (source.data_dir / "catalog.db").exists(), timeout=120)
-        lake = source.lake()
         wait_for("orders", lambda: lake_equals_source(source, lake, [("orders", ["id"])]), timeout=180, every=0.5)
         assert ("public", "items__changelog") not in lake.catalog.list_tables("public")
         spec_before = api.db("SELECT tables, updated_at FROM philotes.pipeline_specs WHERE id = %s", (pid,))
