@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine: PostgreSQL 15 (server,
-# pg_recvlogical), Prometheus, and a Python virtualenv with the independent Iceberg reader (pyiceberg +
-# pyarrow), psycopg, pytest and moto (a local S3 server). Idempotent; prints what it does.
+# pg_recvlogical), Prometheus and Alertmanager's amtool, and a Python virtualenv with the independent Iceberg reader (pyiceberg +
+# pyarrow), psycopg, pytest, moto (a local S3 server), PyYAML and OpenBao (`bao`, a real Vault). Idempotent; prints what it does.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 venv=${PHILOTES_TEST_VENV:-$root/.venv}
@@ -23,6 +23,15 @@ if ! command -v prometheus >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 echo "test-env: Prometheus at $(command -v prometheus)"
+
+# amtool checks the Alertmanager example (deployments/monitoring/).
+if ! command -v amtool >/dev/null; then
+  echo "test-env: installing Alertmanager (amtool) from apt"
+  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+fi
+echo "test-env: amtool at $(command -v amtool)"
 
 if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$root/tests/e2e/requirements.txt" "$venv/.requirements"; then
   echo "test-env: creating the Python virtualenv $venv (pyiceberg, pyarrow, psycopg, pytest, moto)"

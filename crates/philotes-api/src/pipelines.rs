@@ -1180,6 +1180,9 @@ pub struct SlotStatus {
     pub retained_bytes: Option<i64>,
     /// `reserved`, `extended`, `unreserved` or `lost`.
     pub wal_status: Option<String>,
+    /// WAL the source may still write before the slot is past `max_slot_wal_keep_size`;
+    /// absent when the source keeps WAL without a limit.
+    pub safe_wal_bytes: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -1320,7 +1323,8 @@ pub async fn status(
     let (slot_status, source_error) = match source {
         Ok(client) => match client
             .query_opt(
-                "SELECT active, confirmed_flush_lsn::text, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status
+                "SELECT active, confirmed_flush_lsn::text, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status,
+                        safe_wal_size
                  FROM pg_replication_slots WHERE slot_name = $1",
                 &[&slot],
             )
@@ -1332,6 +1336,7 @@ pub async fn status(
                     confirmed_lsn: r.get(1),
                     retained_bytes: r.get(2),
                     wal_status: r.get(3),
+                    safe_wal_bytes: r.get(4),
                 }),
                 None,
             ),

@@ -626,8 +626,28 @@ fn layered(args: RunArgs) -> Result<Layer, Error> {
         None => Layer::default(),
     };
     let mut layer = flags.over(file);
-    if layer.buffer_url.is_none() {
-        layer.buffer_url = secret_file("PHILOTES_BUFFER_URL_FILE")?;
+    // Every secret also from a file (Vault Agent, a mounted Kubernetes secret), when neither a
+    // flag, the environment nor the config file sets it.
+    for (slot, var) in [
+        (&mut layer.buffer_url, "PHILOTES_BUFFER_URL_FILE"),
+        (&mut layer.source, "PHILOTES_SOURCE_FILE"),
+        (
+            &mut layer.s3_secret_access_key,
+            "PHILOTES_S3_SECRET_ACCESS_KEY_FILE",
+        ),
+        (&mut layer.catalog_token, "PHILOTES_CATALOG_TOKEN_FILE"),
+        (
+            &mut layer.catalog_credential,
+            "PHILOTES_CATALOG_CREDENTIAL_FILE",
+        ),
+    ] {
+        if slot.is_none() {
+            *slot = secret_file(var)?;
+        }
+    }
+    if layer.s3_access_key_id.is_none() {
+        layer.s3_access_key_id =
+            secret_file("PHILOTES_S3_ACCESS_KEY_ID_FILE")?.map(|s| s.expose().to_string());
     }
     Ok(layer)
 }

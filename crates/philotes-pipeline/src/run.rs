@@ -494,7 +494,11 @@ impl SlotWatch {
         let Some(status) = preflight::slot_status(client, slot).await? else {
             return Err(preflight::missing_slot(slot));
         };
-        philotes_telemetry::slot_status(Some(status.retained_bytes), &status.wal_status);
+        philotes_telemetry::slot_status(
+            Some(status.retained_bytes),
+            &status.wal_status,
+            status.safe_bytes,
+        );
         philotes_telemetry::replication_lag(Some(status.lag_bytes), None);
         match status.wal_status.as_str() {
             "lost" => return Err(preflight::lost_slot(slot)),

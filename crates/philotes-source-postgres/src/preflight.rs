@@ -360,6 +360,9 @@ pub struct SlotStatus {
     pub lag_bytes: i64,
     /// `reserved`, `extended`, `unreserved` (about to be invalidated) or `lost`.
     pub wal_status: String,
+    /// WAL the source may still write before the slot is past `max_slot_wal_keep_size`
+    /// (`safe_wal_size`); `None` when the source sets no limit.
+    pub safe_bytes: Option<i64>,
 }
 
 /// The slot's status, or `None` when it does not exist.
@@ -371,7 +374,7 @@ pub async fn slot_status(
         .query_opt(
             "SELECT COALESCE(pg_current_wal_lsn() - restart_lsn, 0)::bigint,
                     COALESCE(pg_current_wal_lsn() - confirmed_flush_lsn, 0)::bigint,
-                    COALESCE(wal_status, '')
+                    COALESCE(wal_status, ''), safe_wal_size
              FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
@@ -381,6 +384,7 @@ pub async fn slot_status(
         retained_bytes: r.get(0),
         lag_bytes: r.get(1),
         wal_status: r.get(2),
+        safe_bytes: r.get(3),
     }))
 }
 

@@ -128,6 +128,7 @@ struct Metrics {
     lag_bytes: Family<PipelineLabels, Gauge>,
     lag_seconds: Family<PipelineLabels, FloatGauge>,
     retained_wal: Family<PipelineLabels, Gauge>,
+    safe_wal: Family<PipelineLabels, Gauge>,
     wal_status: Family<StatusLabels, Gauge>,
     source_connected: Family<PipelineLabels, Gauge>,
     worker_leases: Family<PipelineLabels, Gauge>,
@@ -173,6 +174,7 @@ impl Metrics {
             lag_bytes: Family::default(),
             lag_seconds: Family::default(),
             retained_wal: Family::default(),
+            safe_wal: Family::default(),
             wal_status: Family::default(),
             source_connected: Family::default(),
             worker_leases: Family::default(),
@@ -220,6 +222,12 @@ impl Metrics {
             "WAL the source keeps for the replication slot (from its restart position)",
             Some(Unit::Bytes),
             m.retained_wal.clone(),
+        );
+        d.add(
+            "slot_safe_wal",
+            "WAL the source may still write before the slot is past max_slot_wal_keep_size and about to be invalidated (absent when the source keeps WAL without a limit)",
+            Some(Unit::Bytes),
+            m.safe_wal.clone(),
         );
         d.add(
             "slot_wal_status",
@@ -392,6 +400,7 @@ pub fn forget_pipeline(name: &str) {
     m.lag_bytes.remove(&l);
     m.lag_seconds.remove(&l);
     m.retained_wal.remove(&l);
+    m.safe_wal.remove(&l);
     m.source_connected.remove(&l);
     m.worker_leases.remove(&l);
     for s in WAL_STATUSES {
@@ -558,10 +567,19 @@ pub fn replication_lag(bytes: Option<i64>, seconds: Option<f64>) {
     }
 }
 
-/// The slot's retained WAL and `wal_status`, as the source reports them.
-pub fn slot_status(retained_bytes: Option<i64>, wal_status: &str) {
+/// The slot's retained WAL, `wal_status` and the WAL it may still take before the source's
+/// `max_slot_wal_keep_size` (`safe_bytes`; `None`: no limit), as the source reports them.
+pub fn slot_status(retained_bytes: Option<i64>, wal_status: &str, safe_bytes: Option<i64>) {
     if let Some(b) = retained_bytes {
         METRICS.retained_wal.get_or_create(&p()).set(b.max(0));
+    }
+    match safe_bytes {
+        Some(b) => {
+            METRICS.safe_wal.get_or_create(&p()).set(b);
+        }
+        None => {
+            METRICS.safe_wal.remove(&p());
+        }
     }
     for s in WAL_STATUSES {
         let l = StatusLabels {

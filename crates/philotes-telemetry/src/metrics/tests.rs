@@ -80,7 +80,7 @@ fn recorded_values_appear_with_their_labels() {
     let m = TableMetrics::new("public.metrics_test");
     m.ingested(3);
     m.committed(3, Duration::from_millis(120));
-    slot_status(Some(4096), "extended");
+    slot_status(Some(4096), "extended", Some(1 << 30));
     let text = render();
     assert!(
         text.contains(
@@ -103,6 +103,10 @@ fn recorded_values_appear_with_their_labels() {
         text.contains(
             "philotes_slot_wal_status{pipeline=\"orders_pipeline\",status=\"reserved\"} 0"
         ),
+        "{text}"
+    );
+    assert!(
+        text.contains("philotes_slot_safe_wal_bytes{pipeline=\"orders_pipeline\"} 1073741824"),
         "{text}"
     );
 }
