@@ -36,6 +36,7 @@ if [[ ! -s "$data/admin.key" ]]; then
 fi
 
 pids=()
+# shellcheck disable=SC2317  # (called by the trap)
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
 trap stop EXIT
 trap 'exit 0' INT TERM

@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 venv=${PHILOTES_TEST_VENV:-$root/.venv}
 
-pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+pg_bin() { find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1; }
 if [[ -z "$(pg_bin)" || ! -x "$(pg_bin)/initdb" ]]; then
   echo "test-env: installing PostgreSQL 15 from apt"
   sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
@@ -23,6 +23,14 @@ if ! command -v prometheus >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 echo "test-env: Prometheus at $(command -v prometheus)"
+
+# The scripts in deployments/ are linted by ShellCheck.
+if ! command -v shellcheck >/dev/null; then
+  echo "test-env: installing shellcheck from apt"
+  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
+fi
 
 # amtool checks the Alertmanager example (deployments/monitoring/).
 if ! command -v amtool >/dev/null; then
