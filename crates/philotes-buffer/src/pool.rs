@@ -54,19 +54,20 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 }
 
 impl Pool {
-    /// Join `pipeline`'s pool as `worker` (unique in the pool: a host name or pod name).
+    /// Join `pipeline`'s pool as `worker` (unique in the pool: a host name or pod name). An
+    /// id longer than the 34 characters `application_name` leaves is cut to its last 34: a
+    /// pod name's unique part is its end (`…-7d9f8c6b5-x2k4q`).
     pub async fn join(conn: &SourceConn, pipeline: &str, worker: &str) -> Result<Pool> {
-        if worker.is_empty()
-            || worker.len() > 34
-            || !worker.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
-        {
+        if worker.is_empty() || !worker.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
             return Err(Error::new(
                 ErrorKind::Config,
                 format!(
-                    "worker id `{worker}` must be 1 to 34 visible ASCII characters without `/` (the pod or host name, say)"
+                    "worker id `{worker}` must be visible ASCII characters without `/` (the pod or host name, say)"
                 ),
             ));
         }
+        // (ASCII, so any byte index is a character boundary.)
+        let worker = &worker[worker.len().saturating_sub(34)..];
         let prefix = member_prefix(pipeline);
         let client = conn
             .clone()
