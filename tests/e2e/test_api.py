@@ -831,8 +831,14 @@ def test_admins_manage_people_through_the_api_and_the_last_admin_stays(api):
     assert s == 201 and h["Location"] == f"/api/v1/users/{ops['id']}" and ops["role"] == "operator", ops
     s, h, again = api.call("POST", "/api/v1/users", key=admin, body=body, headers={"Idempotency-Key": "ops-1"})
     assert s == 201 and again == ops and h["Idempotent-Replayed"] == "true"
+    import hashlib
     dump = json.dumps(api.db("SELECT * FROM philotes.idempotency_keys"), default=str)
     assert password not in dump
+    # (Nor an unsalted hash of the body, which holds the password.)
+    raw = json.dumps(body).encode()
+    assert hashlib.sha256(b"users\n" + raw).hexdigest() not in dump.replace("\\x", "")
+    problem(*api.call("POST", "/api/v1/users", key=admin, body={**body, "role": "viewer"},
+                      headers={"Idempotency-Key": "ops-1"}), 409)
     assert "password" not in json.dumps(ops) and "hash" not in json.dumps(ops)
     users_before = api.db("SELECT id, username, role, password_hash, disabled_at FROM philotes.users ORDER BY id")
     # Refused, and nothing changes.
