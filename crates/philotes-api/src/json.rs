@@ -166,6 +166,20 @@ mod tests {
     }
 
     #[test]
+    fn a_page_has_at_most_limit_items_and_a_cursor_only_when_more_follow() {
+        let p = ListParams {
+            limit: Some(2),
+            after: None,
+        };
+        assert_eq!(
+            p.page(vec![1, 2, 3], |i| cursor(*i)),
+            (vec![1, 2], Some("2".into()))
+        );
+        assert_eq!(p.page(vec![1, 2], |i| cursor(*i)), (vec![1, 2], None));
+        assert_eq!(p.page(Vec::<i64>::new(), |i| cursor(*i)), (vec![], None));
+    }
+
+    #[test]
     fn names() {
         let mut p = Problems::default();
         p.name("a", "prod-db_1");
@@ -226,6 +240,22 @@ impl ListParams {
 
     pub fn limit(&self) -> i64 {
         self.limit.unwrap_or(50)
+    }
+
+    /// One page of `items` (fetched with `LIMIT limit() + 1`): at most `limit()` of them, and
+    /// the `next` cursor (`cursor` of the last) when more follow.
+    pub fn page<T>(
+        &self,
+        mut items: Vec<T>,
+        cursor: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
+        let limit = usize::try_from(self.limit()).unwrap_or(usize::MAX);
+        if items.len() <= limit {
+            return (items, None);
+        }
+        items.truncate(limit);
+        let next = items.last().map(cursor);
+        (items, next)
     }
 
     /// The cursor of a list ordered by a numeric id (0: from the start).

@@ -194,13 +194,7 @@ pub async fn list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<ApiKeyP
         )
         .await
         .map_err(db)?;
-    let mut items: Vec<ApiKey> = rows.iter().map(key_of).collect();
-    let next = if items.len() as i64 > p.limit() {
-        items.truncate(p.limit() as usize);
-        items.last().map(|k| k.id.clone())
-    } else {
-        None
-    };
+    let (items, next) = p.page(rows.iter().map(key_of).collect(), |k| k.id.clone());
     Ok(Json(ApiKeyPage { items, next }))
 }
 

@@ -434,13 +434,9 @@ pub async fn list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Pipelin
         )
         .await
         .map_err(db)?;
-    let mut items: Vec<Pipeline> = rows.iter().map(pipeline_of).collect();
-    let next = if items.len() as i64 > p.limit() {
-        items.truncate(p.limit() as usize);
-        items.last().map(|x| crate::json::cursor(x.id))
-    } else {
-        None
-    };
+    let (items, next) = p.page(rows.iter().map(pipeline_of).collect(), |x| {
+        crate::json::cursor(x.id)
+    });
     Ok(Json(PipelinePage { items, next }))
 }
 
@@ -1440,13 +1436,9 @@ pub async fn dead_letters(
         Some(p.limit() + 1),
     )
     .await?;
-    let mut items: Vec<DeadLetter> = found.into_iter().map(DeadLetter::from).collect();
-    let next = if items.len() as i64 > p.limit() {
-        items.truncate(p.limit() as usize);
-        items.last().map(|d| crate::json::cursor(d.id))
-    } else {
-        None
-    };
+    let (items, next) = p.page(found.into_iter().map(DeadLetter::from).collect(), |d| {
+        crate::json::cursor(d.id)
+    });
     Ok(Json(DeadLetterPage { items, next }))
 }
 
@@ -1799,13 +1791,9 @@ pub async fn verify_runs(
         )
         .await
         .map_err(db)?;
-    let mut items: Vec<VerifyRun> = rows.iter().map(verify_run_of).collect();
-    let next = if items.len() as i64 > p.limit() {
-        items.truncate(p.limit() as usize);
-        items.last().map(|r| crate::json::cursor(r.id))
-    } else {
-        None
-    };
+    let (items, next) = p.page(rows.iter().map(verify_run_of).collect(), |r| {
+        crate::json::cursor(r.id)
+    });
     Ok(Json(VerifyRunPage { items, next }))
 }
 

@@ -251,13 +251,9 @@ pub async fn list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<SourceP
         )
         .await
         .map_err(db)?;
-    let mut items: Vec<Source> = rows.iter().map(source_of).collect();
-    let next = if items.len() as i64 > p.limit() {
-        items.truncate(p.limit() as usize);
-        items.last().map(|s| crate::json::cursor(s.id))
-    } else {
-        None
-    };
+    let (items, next) = p.page(rows.iter().map(source_of).collect(), |s| {
+        crate::json::cursor(s.id)
+    });
     Ok(Json(SourcePage { items, next }))
 }
 

@@ -178,24 +178,20 @@ pub async fn audit(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<AuditP
         )
         .await
         .map_err(db)?;
-    let mut items: Vec<AuditEntry> = rows
-        .iter()
-        .map(|r| AuditEntry {
-            id: r.get(0),
-            at: r.get(1),
-            actor: r.get(2),
-            action: r.get(3),
-            resource: r.get(4),
-            remote: r.get(5),
-            detail: r.get(6),
-        })
-        .collect();
-    let next = if items.len() as i64 > p.limit() {
-        items.truncate(p.limit() as usize);
-        items.last().map(|e| crate::json::cursor(e.id))
-    } else {
-        None
-    };
+    let (items, next) = p.page(
+        rows.iter()
+            .map(|r| AuditEntry {
+                id: r.get(0),
+                at: r.get(1),
+                actor: r.get(2),
+                action: r.get(3),
+                resource: r.get(4),
+                remote: r.get(5),
+                detail: r.get(6),
+            })
+            .collect(),
+        |e| crate::json::cursor(e.id),
+    );
     Ok(Json(AuditPage { items, next }))
 }
 

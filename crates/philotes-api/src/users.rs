@@ -314,13 +314,9 @@ pub async fn list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<UserPag
         )
         .await
         .map_err(db)?;
-    let mut items: Vec<User> = rows.iter().map(user_of).collect();
-    let next = if items.len() as i64 > p.limit() {
-        items.truncate(p.limit() as usize);
-        items.last().map(|u| crate::json::cursor(u.id))
-    } else {
-        None
-    };
+    let (items, next) = p.page(rows.iter().map(user_of).collect(), |u| {
+        crate::json::cursor(u.id)
+    });
     Ok(Json(UserPage { items, next }))
 }
 
