@@ -53,21 +53,27 @@ fn fnv(parts: &[&[u8]]) -> u64 {
     h ^ (h >> 33)
 }
 
+/// The name a worker joins its pool under: `worker` itself, or its last 34 characters (what
+/// `application_name` leaves after the pool's prefix).
+fn member_name(worker: &str) -> Result<&str> {
+    if worker.is_empty() || !worker.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "worker id `{worker}` must be visible ASCII characters without `/` (the pod or host name, say)"
+            ),
+        ));
+    }
+    // (ASCII, so any byte index is a character boundary.)
+    Ok(&worker[worker.len().saturating_sub(34)..])
+}
+
 impl Pool {
     /// Join `pipeline`'s pool as `worker` (unique in the pool: a host name or pod name). An
     /// id longer than the 34 characters `application_name` leaves is cut to its last 34: a
     /// pod name's unique part is its end (`…-7d9f8c6b5-x2k4q`).
     pub async fn join(conn: &SourceConn, pipeline: &str, worker: &str) -> Result<Pool> {
-        if worker.is_empty() || !worker.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "worker id `{worker}` must be visible ASCII characters without `/` (the pod or host name, say)"
-                ),
-            ));
-        }
-        // (ASCII, so any byte index is a character boundary.)
-        let worker = &worker[worker.len().saturating_sub(34)..];
+        let worker = member_name(worker)?;
         let prefix = member_prefix(pipeline);
         let client = conn
             .clone()
@@ -156,4 +162,22 @@ pub(crate) async fn release_table_lease(client: &tokio_postgres::Client, table: 
         .await
         .map_err(|e| db_error("cannot release a table's lease", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_pod_names_keep_their_unique_end() {
+        assert_eq!(member_name("w1").ok(), Some("w1"));
+        let pod = "shop-eu-central-philotes-worker-7d9f8c6b5-x2k4q";
+        let name = member_name(pod).unwrap_or_default();
+        assert_eq!(name.len(), 34);
+        assert!(pod.ends_with(name) && name.ends_with("-7d9f8c6b5-x2k4q"));
+        for bad in ["", "a/b", "tab\there", "naïve"] {
+            assert!(member_name(bad).is_err(), "{bad}");
+        }
+        assert!(member_prefix("p").len() + 34 <= 63);
+    }
 }
