@@ -711,6 +711,11 @@ def test_a_pipeline_definition_changes_while_it_runs(api, source, tmp_path):
                               body={"destination": {"warehouse": "file:///tmp/elsewhere"}}), 409)
         assert "destination.warehouse" in b["detail"], b
         assert api.db("SELECT tables, updated_at FROM philotes.pipeline_specs WHERE id = %s", (pid,)) == spec_before
+        # Setting what is already set changes nothing (the running pipeline is not restarted).
+        s, _, same = api.call("PATCH", f"/api/v1/pipelines/{pid}", key=admin,
+                              body={"flush_interval": "200ms", "tables": ["public.orders"]})
+        assert s == 200 and same["flush_interval"] == "200ms", same
+        assert api.db("SELECT tables, updated_at FROM philotes.pipeline_specs WHERE id = %s", (pid,)) == spec_before
         assert source.sql("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = 'philotes_shop'") == [("public.orders",)]
         # A table joins, through the CLI: copied, then streamed; orders streams on.
         out = cli(api, "pipeline", "update", str(pid), "--tables", "public.orders,public.items", "--flush-interval", "300ms", key=admin)

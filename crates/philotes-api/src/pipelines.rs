@@ -834,6 +834,18 @@ pub async fn update(
             changed.push(field.into());
         }
     }
+    // A change to nothing (every field as it is) is no change: the running pipeline is not
+    // restarted for it, and the audit log does not record it.
+    if name == current.name
+        && tables == current.tables
+        && namespace == current.namespace
+        && d == stored
+        && secrets == stored_secrets
+        && flush_interval == current.flush_interval
+        && flush_rows == current.flush_rows
+    {
+        return Ok(Json(current));
+    }
     let (sealed, secret_names) = seal(&s, &secrets)?;
     let destination = serde_json::to_value(&d).map_err(|e| ApiError::internal(&e))?;
     let row = tx

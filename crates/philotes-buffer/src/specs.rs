@@ -66,7 +66,7 @@ pub struct Destination {
 }
 
 /// A destination's secrets, sealed together.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DestinationSecrets {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_secret_access_key: Option<String>,
