@@ -263,15 +263,20 @@ class Bench:
 
     # --- ingest and workers ----------------------------------------------------------------
 
-    def service(self, changes, txn_rows=100):
+    def service(self, changes, txn_rows=100, big_rows=0):
         """The production shape on a backlog of inserts: `philotes ingest` alone draining the
         slot into the control database's buffer, then `ingest` with two `worker`s end to end
-        into Iceberg on a second backlog; both against pg_recvlogical draining the same WAL."""
+        into Iceberg on a second backlog into one table and a third into two tables (a table is
+        the unit of parallelism: one worker writes it at a time); all against pg_recvlogical
+        draining the same WAL. Then one `big_rows`-row transaction through all three roles, for
+        their peak memory."""
         self.sql("DROP DATABASE IF EXISTS bench_ctl")
         self.sql("CREATE DATABASE bench_ctl")
         ctl_url = self.cluster.url("bench_ctl")
         ctl = psycopg.connect(ctl_url, autocommit=True)
         self.sql("TRUNCATE stream_t")
+        self.sql("CREATE TABLE stream_u (id bigint PRIMARY KEY, a int, v text)")
+        self.sql("ALTER PUBLICATION bench_stream ADD TABLE stream_u")
         data = self.work / "service"
         common = ["--source", self.url, "--data-dir", str(data), "--publication", "bench_stream", "--slot", "svc",
                   "--buffer-url", ctl_url, "--metrics-addr", "127.0.0.1:0"]
@@ -307,13 +312,23 @@ class Bench:
         # Set up: the (empty) table copied, the slot made; then a backlog while nothing runs.
         ingest = start("ingest")
         until(lambda: ctl.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'philotes' AND tablename = 'tables'").fetchone()[0] == 1
-              and ctl.execute("SELECT count(*) FROM philotes.tables WHERE snapshot_lsn IS NOT NULL").fetchone()[0] == 1, [ingest])
+              and ctl.execute("SELECT count(*) FROM philotes.tables WHERE snapshot_lsn IS NOT NULL").fetchone()[0] == 2, [ingest])
         stop(ingest)
         base = 0
         out = {}
-        for phase in ("ingest", "end_to_end"):
+        for phase in ("ingest", "end_to_end", "end_to_end_two_tables"):
             self.sql(f"SELECT pg_create_logical_replication_slot('svc_probe', 'pgoutput')")
-            sql, n = self.workload("insert", txn_rows, changes, base)
+            if phase == "end_to_end_two_tables":
+                # The same number of changes and transactions, each half into either table.
+                half = txn_rows // 2
+                txns = max(1, changes // txn_rows)
+                sql = (f"DO $$ BEGIN FOR i IN 0..{txns - 1} LOOP "
+                       f"INSERT INTO stream_t SELECT g, g % 1000, 'v' || g FROM generate_series({base} + i * {half} + 1, {base} + (i + 1) * {half}) g; "
+                       f"INSERT INTO stream_u SELECT g, g % 1000, 'v' || g FROM generate_series({base} + i * {half} + 1, {base} + (i + 1) * {half}) g; "
+                       "COMMIT; END LOOP; END $$;")
+                n = txns * half * 2
+            else:
+                sql, n = self.workload("insert", txn_rows, changes, base)
             base += n
             self.sql(sql)
             end = self.sql("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
@@ -333,10 +348,20 @@ class Bench:
                 procs = [start("ingest"), start("worker", "--worker-id", "w1"), start("worker", "--worker-id", "w2")]
                 secs, peaks = until(lambda: confirmed_past(end) and buffered() == 0, procs)
                 stop(*procs)
-                out["end_to_end"] = {"changes": n, "txn_rows": txn_rows, "workers": 2, "seconds": secs,
-                                     "changes_per_s": n / secs, "pg_recvlogical_changes_per_s": n / drain_s,
-                                     "ratio_to_pg_recvlogical": drain_s / secs,
-                                     "peak_rss_mib": {"ingest": peaks[0] / 1024, "worker_1": peaks[1] / 1024, "worker_2": peaks[2] / 1024}}
+                out[phase] = {"changes": n, "txn_rows": txn_rows, "workers": 2, "tables": 2 if phase.endswith("two_tables") else 1,
+                              "seconds": secs, "changes_per_s": n / secs, "pg_recvlogical_changes_per_s": n / drain_s,
+                              "ratio_to_pg_recvlogical": drain_s / secs,
+                              "peak_rss_mib": {"ingest": peaks[0] / 1024, "worker_1": peaks[1] / 1024, "worker_2": peaks[2] / 1024}}
+        if big_rows:
+            # One transaction larger than any buffer: ingest writes it out as it goes, the
+            # workers read it in parts; the peak memory of each role is the figure.
+            self.sql(f"INSERT INTO stream_t SELECT g, g % 1000, md5(g::text) FROM generate_series({base} + 1, {base} + {big_rows}) g")
+            end = self.sql("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+            procs = [start("ingest"), start("worker", "--worker-id", "w1"), start("worker", "--worker-id", "w2")]
+            secs, peaks = until(lambda: confirmed_past(end) and buffered() == 0, procs)
+            stop(*procs)
+            out["big_transaction"] = {"rows": big_rows, "seconds": secs, "rows_per_s": big_rows / secs,
+                                      "peak_rss_mib": {"ingest": peaks[0] / 1024, "worker_1": peaks[1] / 1024, "worker_2": peaks[2] / 1024}}
         # Freshness through the buffer: single-row inserts at the latency run's rate while all
         # three run with the default flush interval.
         procs = [start("ingest"), start("worker", "--worker-id", "w1"), start("worker", "--worker-id", "w2")]
@@ -359,6 +384,8 @@ class Bench:
         self.drop_slot("svc")
         shutil.rmtree(data, ignore_errors=True)
         self.sql("DROP DATABASE bench_ctl WITH (FORCE)")
+        self.sql("ALTER PUBLICATION bench_stream DROP TABLE stream_u")
+        self.sql("DROP TABLE stream_u")
         return out
 
     # --- latency ----------------------------------------------------------------------------
@@ -508,10 +535,13 @@ class Bench:
         self.sql("DROP PUBLICATION bench_small")
         self.sql("DROP TABLE small")
         mb = in_bytes / 1e6
+        # The compaction step (reading the manifests, the rewrite, its commit) against pyarrow's
+        # rewrite; the whole pass (also expiry and listing the table's files) beside it.
+        step_s = rep["rewrite"]["seconds"]
         return {"files_in": rep["rewrite"]["files_in"], "files_out": rep["rewrite"]["files_out"], "rows": rep["rewrite"]["rows"],
-                "mb_in": mb, "mb_out": rep["rewrite"]["bytes_out"] / 1e6, "seconds": rep["seconds"],
-                "mb_per_s": mb / rep["seconds"], "pyarrow_mb_per_s": mb / arrow_s,
-                "ratio_to_pyarrow": (mb / rep["seconds"]) / (mb / arrow_s)}
+                "mb_in": mb, "mb_out": rep["rewrite"]["bytes_out"] / 1e6, "seconds": step_s, "pass_seconds": rep["seconds"],
+                "mb_per_s": mb / step_s, "pass_mb_per_s": mb / rep["seconds"], "pyarrow_mb_per_s": mb / arrow_s,
+                "pyarrow_seconds": arrow_s, "ratio_to_pyarrow": arrow_s / step_s, "pass_ratio_to_pyarrow": arrow_s / rep["seconds"]}
 
     # --- memory -----------------------------------------------------------------------------
 
@@ -562,8 +592,8 @@ class Bench:
         if a.only == "service":
             self.sql("CREATE TABLE stream_t (id bigint PRIMARY KEY, a int, v text)")
             self.sql("CREATE PUBLICATION bench_stream FOR TABLE stream_t")
-            self.say(f"ingest and two workers: {a.stream_changes} inserts in transactions of 100, twice")
-            self.results["service"] = self.service(a.stream_changes)
+            self.say(f"ingest and two workers: {a.stream_changes} inserts in transactions of 100, three times; one of {a.service_big_txn_rows} rows")
+            self.results["service"] = self.service(a.stream_changes, big_rows=a.service_big_txn_rows)
             return self.results
         self.make_tables()
         self.say("snapshot: narrow")
@@ -580,8 +610,8 @@ class Bench:
                 changes = a.stream_changes if size > 1 else a.single_row_changes
                 self.say(f"streaming: {op} in transactions of {size}")
                 self.results["streaming"].append(self.streaming(op, size, changes))
-        self.say(f"ingest and two workers: {a.stream_changes} inserts in transactions of 100, twice")
-        self.results["service"] = self.service(a.stream_changes)
+        self.say(f"ingest and two workers: {a.stream_changes} inserts in transactions of 100, three times; one of {a.service_big_txn_rows} rows")
+        self.results["service"] = self.service(a.stream_changes, big_rows=a.service_big_txn_rows)
         self.say(f"latency: {a.latency_rate} inserts/s for {a.latency_seconds} s")
         self.results["latency"] = self.latency(a.latency_seconds, a.latency_rate)
         self.say(f"maintenance: {a.flatness_commits} commits at a 20 ms flush")
@@ -599,15 +629,21 @@ class Bench:
 
 
 def report_service(sv):
-    i, e = sv["ingest"], sv["end_to_end"]
-    rss = ", ".join(f"{k} {v:.0f} MiB" for k, v in e["peak_rss_mib"].items())
-    return [
+    i = sv["ingest"]
+    rss = lambda d: ", ".join(f"{k} {v:.0f} MiB" for k, v in d.items())  # noqa: E731
+    out = [
         f"ingest alone into the buffer: {i['changes']:,} inserts in transactions of {i['txn_rows']}: {i['changes_per_s']:,.0f} changes/s against "
         f"pg_recvlogical {i['pg_recvlogical_changes_per_s']:,.0f} (ratio {i['ratio_to_pg_recvlogical']:.2f}, includes start-up); peak RSS {i['peak_rss_mib']:.0f} MiB",
-        f"ingest + {e['workers']} workers end to end into Iceberg: {e['changes']:,} inserts: {e['changes_per_s']:,.0f} changes/s against "
-        f"pg_recvlogical {e['pg_recvlogical_changes_per_s']:,.0f} (ratio {e['ratio_to_pg_recvlogical']:.2f}, includes start-up); peak RSS {rss}",
-        "ingest + 2 workers, commit → visible in Iceberg ({rows} rows, flush interval {flush_interval_s} s): p50 {p50_s:.2f} s, p99 {p99_s:.2f} s, max {max_s:.2f} s".format(**sv["freshness"]),
     ]
+    for key in ("end_to_end", "end_to_end_two_tables"):
+        e = sv[key]
+        out.append(f"ingest + {e['workers']} workers end to end into Iceberg, {e['tables']} table(s): {e['changes']:,} inserts: {e['changes_per_s']:,.0f} changes/s against "
+                   f"pg_recvlogical {e['pg_recvlogical_changes_per_s']:,.0f} (ratio {e['ratio_to_pg_recvlogical']:.2f}, includes start-up); peak RSS {rss(e['peak_rss_mib'])}")
+    if "big_transaction" in sv:
+        b = sv["big_transaction"]
+        out.append(f"one transaction of {b['rows']:,} rows through ingest + 2 workers: {b['seconds']:.1f} s ({b['rows_per_s']:,.0f} rows/s); peak RSS {rss(b['peak_rss_mib'])}")
+    out.append("ingest + 2 workers, commit → visible in Iceberg ({rows} rows, flush interval {flush_interval_s} s): p50 {p50_s:.2f} s, p99 {p99_s:.2f} s, max {max_s:.2f} s".format(**sv["freshness"]))
+    return out
 
 
 def report(r):
@@ -640,7 +676,8 @@ def report(r):
                f"{f['parquet_files_at_end']} Parquet files at the end")
     c = r["compaction"]
     out.append(f"compaction: {c['files_in']} files ({c['mb_in']:.1f} MB, {c['rows']:,} rows) into {c['files_out']} ({c['mb_out']:.1f} MB) in {c['seconds']:.1f} s: "
-               f"{c['mb_per_s']:.1f} MB/s against pyarrow rewriting the same files at {c['pyarrow_mb_per_s']:.1f} MB/s (ratio {c['ratio_to_pyarrow']:.2f})")
+               f"{c['mb_per_s']:.1f} MB/s against pyarrow rewriting the same files at {c['pyarrow_mb_per_s']:.1f} MB/s (ratio {c['ratio_to_pyarrow']:.2f}; "
+               f"the whole pass {c['pass_seconds']:.1f} s, ratio {c['pass_ratio_to_pyarrow']:.2f})")
     for key in ("big_transaction", "big_transaction_protocol_1"):
         b = r[key]
         how = "streamed while decoded (protocol 2)" if b["streaming"] else "sent at commit (protocol 1)"
@@ -666,6 +703,7 @@ def main():
     p.add_argument("--compaction-txns", type=int, default=400, help="small files to compact")
     p.add_argument("--compaction-txn-rows", type=int, default=5000)
     p.add_argument("--big-txn-rows", type=int, default=10_000_000)
+    p.add_argument("--service-big-txn-rows", type=int, default=2_000_000, help="rows of the one transaction through ingest and workers")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--only", choices=["service"], default=None, help="run only this part (service: ingest and two workers)")
     args = p.parse_args()

@@ -28,7 +28,7 @@ bash deployments/scripts/fuzz.sh 120
 step "tiny benchmark (proves the benchmark runs; asserts nothing about speed)"
 "$root/.venv/bin/python" deployments/scripts/bench.py --binary target/debug/philotes \
   --narrow-rows 20000 --wide-rows 2000 --stream-changes 2000 --single-row-changes 100 \
-  --latency-seconds 3 --latency-rate 20 --big-txn-rows 20000 --flatness-commits 300 \
+  --latency-seconds 3 --latency-rate 20 --big-txn-rows 20000 --service-big-txn-rows 20000 --flatness-commits 300 \
   --compaction-txns 20 --compaction-txn-rows 500 --json target/bench-tiny.json
 
 step "end-to-end tests (real PostgreSQL, moto S3, pyiceberg + pyarrow reader)"

@@ -313,6 +313,9 @@ def test_maintain_says_what_is_wrong(source, tmp_path):
     p = subprocess.run([str(BINARY), "maintain", "--data-dir", str(source.data_dir), "--orphan-min-age", "soon"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "is not a duration" in p.stderr, p.stderr
+    p = subprocess.run([str(BINARY), "maintain", "--data-dir", str(source.data_dir), "--changelog-retention", "0s"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "changelog_retention must be above zero" in p.stderr, p.stderr
     source.sql("CREATE TABLE t (id int PRIMARY KEY)")
     source.sql("INSERT INTO t VALUES (1)")
     source.run()
@@ -326,3 +329,119 @@ def test_maintain_says_what_is_wrong(source, tmp_path):
     # A table with nothing to do: the pass says so.
     p = subprocess.run([str(BINARY), "maintain", "--data-dir", str(source.data_dir)], capture_output=True, text=True)
     assert p.returncode == 0 and "public.t__changelog: nothing to do" in p.stdout, p.stdout + p.stderr
+
+
+def _maintain_report(source, *extra):
+    out = subprocess.run([str(BINARY), "maintain", "--data-dir", str(source.data_dir), "--format", "json", *extra],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (report,) = json.loads(out.stdout)["tables"]
+    return report
+
+
+def _lsn(text):
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def _sql_state(source, at, query):
+    return subprocess.run(
+        [str(BINARY), "sql", "--data-dir", str(source.data_dir), "--as-of-lsn", at, "--format", "json", query],
+        capture_output=True, text=True,
+    )
+
+
+def test_changelog_retention_folds_old_changes_and_keeps_the_state(source):
+    """`changelog_retention`: the changes older than it are folded into one row per key (unchanged
+    TOAST values filled in); the current state still equals the source (pyiceberg's reading of the
+    contract, and verify), later changes stay as they were, time travel before the fold is refused
+    and after it still answers right; a key change whose new row only the old key's row completes
+    holds the fold back until a later change of that key settles the value."""
+    source.sql("CREATE TABLE docs (id int PRIMARY KEY, v int, body text)")
+    # Out of line and uncompressed: an UPDATE that leaves body alone sends it as unchanged TOAST.
+    source.sql("ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL")
+    source.sql("INSERT INTO docs SELECT g, 0, repeat(md5(g::text), 100) FROM generate_series(1, 300) g")
+    ident = "public.docs__changelog"
+    off = ["--maintenance=false"]
+    source.run(*off)
+    # Old history: values updated around an unchanged TOAST column, deletes, new bodies.
+    for i in range(6):
+        source.sql("UPDATE docs SET v = v + 1 WHERE id %% 3 = %s", (i % 3,))
+    source.sql("DELETE FROM docs WHERE id > 280")
+    source.sql("UPDATE docs SET body = 'short ' || id WHERE id <= 10")
+    source.run(*off)
+    lake = source.lake()
+    rows = lake.changelog(ident)
+    assert any(r["_cdc_unchanged"] for r in rows), "the test needs unchanged TOAST values"
+    old_rows = len(rows)
+    time.sleep(7)
+    at = source.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
+    want_at = sorted(source.sql("SELECT id, v, body FROM docs"))
+    # Recent history: a key change that leaves body unchanged, more updates.
+    source.sql("UPDATE docs SET id = id + 1000 WHERE id BETWEEN 20 AND 24")
+    source.sql("UPDATE docs SET v = v + 100 WHERE id > 200")
+    source.run(*off)
+    recent = [r for r in source.lake().changelog(ident) if r["_cdc_lsn"] >= _lsn(at)]
+    assert any(r["_cdc_op"] == "D" for r in recent) and any(r["_cdc_unchanged"] for r in recent)
+
+    report = _maintain_report(source, "--changelog-retention", "6s")
+    print(f"\nretention: {report['retention']}")
+    ret = report["retention"]
+    assert ret["cut_lsn"] and ret["changes_folded"] == old_rows and ret["base_rows"] == 280, ret
+    cut = _lsn(ret["cut_lsn"])
+    lake = source.lake()
+    tbl = lake.table(ident)
+    assert tbl.metadata.properties["philotes.retention-cut-lsn"] == ret["cut_lsn"]
+    assert tbl.current_snapshot().summary.additional_properties["philotes.maintenance"] == "retention"
+    assert tbl.current_snapshot().summary.additional_properties.get("philotes.watermark-lsn")
+    rows = lake.changelog(ident)
+    base = [r for r in rows if r["_cdc_lsn"] <= cut]
+    # One row per key alive at the cut, each with every value (no unchanged TOAST left).
+    assert len(base) == 280 and len({r["id"] for r in base}) == 280
+    assert all(r["_cdc_op"] in ("S", "I", "U") and not r["_cdc_unchanged"] and r["body"] for r in base)
+    # The later changes are exactly as they were.
+    key = lambda r: (r["_cdc_lsn"], r["_cdc_seq"])  # noqa: E731
+    assert sorted(map(key, (r for r in rows if r["_cdc_lsn"] > cut))) == sorted(map(key, recent))
+    assert len(set(map(key, rows))) == len(rows), "a change is there twice"
+    # The contract's reading (pyiceberg): the key change takes its body from the old key's base row.
+    assert_same(source, lake, ident, "SELECT * FROM docs", ["id"])
+    for s in tbl.metadata.snapshots:
+        tbl.scan(snapshot_id=s.snapshot_id).to_arrow()
+
+    # Time travel: from the fold on it answers as before; earlier, it refuses.
+    out = _sql_state(source, at, "SELECT id, v, body FROM public.docs ORDER BY id")
+    assert out.returncode == 0, out.stderr
+    assert [(r["id"], r["v"], r["body"]) for r in map(json.loads, out.stdout.splitlines())] == want_at
+    out = _sql_state(source, "0/1", "SELECT count(*) FROM public.docs")
+    assert out.returncode != 0 and "changelog retention" in out.stderr and ret["cut_lsn"] in out.stderr, out.stderr
+
+    # Later: the key change is old, but the new keys' body is only in the old keys' rows.
+    time.sleep(7)
+    source.sql("UPDATE docs SET v = -1 WHERE id = 1")
+    source.run(*off)
+    report = _maintain_report(source, "--changelog-retention", "6s")
+    assert report["retention"]["cut_lsn"] is None and "key change" in (report["retention"]["waiting"] or ""), report
+    assert_same(source, source.lake(), ident, "SELECT * FROM docs", ["id"])
+    # A later change of those keys settles the value; then the fold goes past the key change.
+    before_settling = _lsn(source.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0])
+    source.sql("UPDATE docs SET body = 'settled ' || id WHERE id BETWEEN 1020 AND 1024")
+    time.sleep(7)
+    source.sql("UPDATE docs SET v = -2 WHERE id = 2")
+    # Through `run`, whose last pass before it exits folds with the same settings.
+    _, err, _ = source.run("--changelog-retention", "6s")
+    assert "changelog retention folded" in err, err[-3000:]
+    lake = source.lake()
+    cut2 = _lsn(lake.table(ident).metadata.properties["philotes.retention-cut-lsn"])
+    rows = lake.changelog(ident)
+    # Past the key change and the change that settled it; the last update is inside the window
+    # (unless this machine took over 6 s to get there).
+    assert cut2 > before_settling > cut, (cut2, before_settling, cut)
+    assert not [r for r in rows if r["_cdc_lsn"] <= cut2 and (r["_cdc_op"] in ("D", "T") or r["_cdc_unchanged"])]
+    assert [r["id"] for r in rows if r["_cdc_lsn"] > cut2] in ([2], [])
+    assert len({key(r) for r in rows}) == len(rows)
+    assert_same(source, lake, ident, "SELECT * FROM docs", ["id"])
+    # verify (philotes sql's view; known gap: it cannot carry a value across a key change, which
+    # is why it runs once the moved keys' body is settled).
+    v = subprocess.run([str(BINARY), "verify", "--source", source.url, "--data-dir", str(source.data_dir)],
+                       capture_output=True, text=True, timeout=600)
+    assert v.returncode == 0, v.stdout + v.stderr

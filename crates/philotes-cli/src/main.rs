@@ -369,6 +369,9 @@ pub(crate) struct RunArgs {
     /// Unreferenced files are deleted once older than this (e.g. 3d).
     #[arg(long, env = "PHILOTES_ORPHAN_MIN_AGE")]
     orphan_min_age: Option<String>,
+    /// Fold changes older than this into one row per key (e.g. 30d; default off: keep all).
+    #[arg(long, env = "PHILOTES_CHANGELOG_RETENTION")]
+    changelog_retention: Option<String>,
     /// Serve /metrics, /healthz and /readyz here (host:port, or `off`).
     #[arg(long, env = "PHILOTES_METRICS_ADDR")]
     metrics_addr: Option<String>,
@@ -418,6 +421,7 @@ impl RunArgs {
             snapshot_max_age: self.snapshot_max_age,
             snapshot_keep_min: self.snapshot_keep_min,
             orphan_min_age: self.orphan_min_age,
+            changelog_retention: self.changelog_retention,
             metrics_addr: self.metrics_addr,
             buffer_url: self.buffer_url.map(Secret::new),
             shutdown_timeout: self.shutdown_timeout,
@@ -931,6 +935,15 @@ async fn maintain(args: MaintainArgs) -> Result<ExitCode, Error> {
 fn maintain_line(r: &philotes_maintenance::TableReport) -> String {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let mut parts = Vec::new();
+    if let Some(cut) = &r.retention.cut_lsn {
+        parts.push(format!(
+            "folded {} changes before LSN {cut} into {} base rows",
+            r.retention.changes_folded, r.retention.base_rows
+        ));
+    }
+    if let Some(why) = &r.retention.waiting {
+        parts.push(format!("retention: {why}"));
+    }
     if r.rewrite.files_in > 0 {
         parts.push(format!(
             "compacted {} files ({:.1} MiB) into {} ({:.1} MiB)",

@@ -50,6 +50,7 @@ pub struct Layer {
     pub snapshot_max_age: Option<String>,
     pub snapshot_keep_min: Option<usize>,
     pub orphan_min_age: Option<String>,
+    pub changelog_retention: Option<String>,
     pub metrics_addr: Option<String>,
     pub buffer_url: Option<Secret>,
     pub shutdown_timeout: Option<String>,
@@ -119,6 +120,7 @@ impl Layer {
             snapshot_max_age,
             snapshot_keep_min,
             orphan_min_age,
+            changelog_retention,
             metrics_addr,
             buffer_url,
             shutdown_timeout,
@@ -202,7 +204,17 @@ impl Layer {
             snapshot_max_age: duration_or(self.snapshot_max_age, Duration::from_secs(600))?,
             snapshot_keep_min: self.snapshot_keep_min.unwrap_or(10),
             orphan_min_age: duration_or(self.orphan_min_age, Duration::from_secs(3 * 86_400))?,
+            changelog_retention: match self.changelog_retention.as_deref() {
+                None | Some("") | Some("off") => None,
+                Some(s) => Some(parse_duration(s)?),
+            },
         };
+        if maintenance.changelog_retention.is_some_and(|d| d.is_zero()) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "changelog_retention must be above zero, or \"off\" to keep every change",
+            ));
+        }
         if maintenance.interval.is_zero() {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -379,6 +391,8 @@ pub struct MaintenanceSettings {
     /// Unreferenced files younger than this are left alone (they may belong to a write still
     /// under way).
     pub orphan_min_age: Duration,
+    /// Changes older than this are folded into one row per key (`None`: every change is kept).
+    pub changelog_retention: Option<Duration>,
 }
 
 impl Default for MaintenanceSettings {
@@ -391,6 +405,7 @@ impl Default for MaintenanceSettings {
             snapshot_max_age: Duration::from_secs(600),
             snapshot_keep_min: 10,
             orphan_min_age: Duration::from_secs(3 * 86_400),
+            changelog_retention: None,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! (`rewrite_data_files`, `rewrite_manifests`, `expire_snapshots`, `remove_orphan_files`), in
 //! one pass per table:
 //!
+//! 0. [`retention`] (when `changelog_retention` is set): changes older than it folded into one
+//!    row per key, so history is bounded without losing the current state;
 //! 1. [`rewrite`]: small data files merged into files of `compaction_target_size`, and all
 //!    manifests rewritten into one, as a `replace` snapshot that carries the watermark forward;
 //! 2. [`expire`]: snapshots past `snapshot_max_age` (beyond the newest `snapshot_keep_min`)
@@ -33,10 +35,12 @@ use philotes_sink_iceberg::table::SOURCE_KEY;
 mod expire;
 mod files;
 mod orphans;
+mod retention;
 mod rewrite;
 
 pub use expire::Expiry;
 pub use orphans::Orphans;
+pub use retention::Retention;
 pub use rewrite::{MAINTENANCE_KEY, Rewrite};
 
 use files::lake_error;
@@ -45,6 +49,7 @@ use files::lake_error;
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TableReport {
     pub table: String,
+    pub retention: Retention,
     pub rewrite: Rewrite,
     pub expiry: Expiry,
     pub orphans: Orphans,
@@ -71,9 +76,17 @@ pub async fn maintain_table(
         .await
         .map_err(|e| lake_error(format!("cannot load table {ident}"), e))?;
     let table = ensure_properties(lake, table).await?;
-    let (table, rewrite) = rewrite::rewrite(lake, table, opts.target_file_size)
+    let (table, retention) = match opts.changelog_retention {
+        Some(keep) => retention::retain(lake, table, keep, opts.target_file_size, now_ms())
+            .await
+            .map_err(|e| e.with("step", "changelog retention"))?,
+        None => (table, Retention::default()),
+    };
+    let step = Instant::now();
+    let (table, mut rewrite) = rewrite::rewrite(lake, table, opts.target_file_size)
         .await
         .map_err(|e| e.with("step", "compaction"))?;
+    rewrite.seconds = step.elapsed().as_secs_f64();
     let (table, expiry) = expire::expire(lake, table, opts, now_ms())
         .await
         .map_err(|e| e.with("step", "snapshot expiry"))?;
@@ -89,6 +102,7 @@ pub async fn maintain_table(
         .unwrap_or(0);
     let report = TableReport {
         table: ident.to_string(),
+        retention,
         rewrite,
         expiry,
         orphans,
@@ -115,6 +129,19 @@ pub async fn maintain_table(
         seconds = format!("{:.2}", report.seconds),
         "maintenance pass"
     );
+    if let Some(cut) = &report.retention.cut_lsn {
+        tracing::info!(
+            table = %ident,
+            cut_lsn = %cut,
+            changes_folded = report.retention.changes_folded,
+            base_rows = report.retention.base_rows,
+            files_in = report.retention.files_in,
+            files_out = report.retention.files_out,
+            bytes_in = report.retention.bytes_in,
+            bytes_out = report.retention.bytes_out,
+            "changelog retention folded the changes before the cut into the base"
+        );
+    }
     Ok(report)
 }
 
@@ -212,6 +239,7 @@ pub async fn maintain(
                     + report.orphans.orphans_deleted
                     + report.orphans.metadata_files_deleted)
                     as u64;
+                pass.changes_folded = report.retention.changes_folded;
             }
             Err(e) => {
                 tracing::warn!(table = %ident, error = %e, "maintenance pass failed; the next pass tries again");

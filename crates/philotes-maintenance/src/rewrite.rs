@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{
     DataFile, FormatVersion, MAIN_BRANCH, ManifestEntry, ManifestListWriter, ManifestWriterBuilder,
     Operation, Snapshot, Summary,
@@ -47,6 +47,8 @@ pub struct Rewrite {
     pub rows: u64,
     pub manifests_before: usize,
     pub manifests_after: usize,
+    /// Time of this step: reading the manifests, the rewrite and its commit.
+    pub seconds: f64,
 }
 
 /// Groups of small files to merge, each about `target` bytes, in commit order.
@@ -134,7 +136,18 @@ pub(crate) async fn rewrite(lake: &Lake, table: Table, target: u64) -> Result<(T
         }
         added.extend(out);
     }
-    match commit(lake, table.clone(), current, &mut cache, &removed, &added).await {
+    let what = if removed.is_empty() {
+        "rewrite-manifests"
+    } else {
+        "compaction"
+    };
+    let change = Replace {
+        removed: &removed,
+        added: &added,
+        what,
+        properties: HashMap::new(),
+    };
+    match commit(lake, table.clone(), current, &mut cache, &change).await {
         Ok((t, manifests)) => {
             report.manifests_after = manifests;
             Ok((t, report))
@@ -150,7 +163,7 @@ pub(crate) async fn rewrite(lake: &Lake, table: Table, target: u64) -> Result<(T
     }
 }
 
-async fn delete_files(table: &Table, files: &[DataFile]) {
+pub(crate) async fn delete_files(table: &Table, files: &[DataFile]) {
     let paths = files.iter().map(|f| f.file_path().to_string()).collect();
     delete_all(table, paths).await;
 }
@@ -163,6 +176,54 @@ async fn compact(
     paths: &HashSet<String>,
     target: u64,
 ) -> Result<Vec<DataFile>> {
+    let mut batches = read_files(table, snapshot_id, paths).await?;
+    let target = usize::try_from(target).unwrap_or(usize::MAX);
+    let mut writer = data_file_writer(table, target).await?;
+    // Decoding on a task of its own, so it runs on one core while this one encodes: a rewrite
+    // is half reading, half writing. A few batches in flight keep the memory small.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let reader = tokio::spawn(async move {
+        while let Some(batch) = batches.next().await {
+            let failed = batch.is_err();
+            if tx.send(batch).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let written = async {
+        while let Some(batch) = rx.recv().await {
+            let batch = batch.map_err(|e| lake_error("cannot read a file to compact", e))?;
+            writer
+                .write(batch)
+                .await
+                .map_err(|e| lake_error("cannot write a compacted file", e))?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    drop(rx);
+    reader.abort();
+    let closed = writer
+        .close()
+        .await
+        .map_err(|e| lake_error("cannot finish a compacted file", e));
+    match (written, closed) {
+        (Ok(()), closed) => closed,
+        (Err(e), Ok(out)) => {
+            delete_files(table, &out).await;
+            Err(e)
+        }
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
+/// The rows of the data files `paths` of `snapshot_id`, one file after the other (memory
+/// stays at one row group, order stays commit order).
+pub(crate) async fn read_files(
+    table: &Table,
+    snapshot_id: i64,
+    paths: &HashSet<String>,
+) -> Result<iceberg::scan::ArrowRecordBatchStream> {
     let scan = table
         .scan()
         .snapshot_id(snapshot_id)
@@ -177,32 +238,14 @@ async fn compact(
     let tasks = tasks.try_filter(move |t| {
         futures::future::ready(wanted.contains(&normalize(&t.data_file_path)))
     });
-    let batches = table
+    Ok(table
         .reader_builder()
         .with_batch_size(8192)
-        // One file after the other: memory stays at one row group, order stays commit order.
         .with_data_file_concurrency_limit(1)
         .build()
         .read(Box::pin(tasks))
         .map_err(|e| lake_error("cannot read the files to compact", e))?
-        .stream();
-    let target = usize::try_from(target).unwrap_or(usize::MAX);
-    let mut writer = data_file_writer(table, target).await?;
-    let mut batches = batches;
-    while let Some(batch) = batches
-        .try_next()
-        .await
-        .map_err(|e| lake_error("cannot read a file to compact", e))?
-    {
-        writer
-            .write(batch)
-            .await
-            .map_err(|e| lake_error("cannot write a compacted file", e))?;
-    }
-    writer
-        .close()
-        .await
-        .map_err(|e| lake_error("cannot finish a compacted file", e))
+        .stream())
 }
 
 fn unique_snapshot_id(table: &Table) -> i64 {
@@ -215,16 +258,27 @@ fn unique_snapshot_id(table: &Table) -> i64 {
     }
 }
 
+/// What a replace snapshot does: files out, files in, and why.
+pub(crate) struct Replace<'a> {
+    /// The data files it removes, by normalized path.
+    pub removed: &'a HashMap<String, ManifestEntry>,
+    pub added: &'a [DataFile],
+    /// The snapshot summary's [`MAINTENANCE_KEY`].
+    pub what: &'static str,
+    /// Table properties set in the same commit.
+    pub properties: HashMap<String, String>,
+}
+
 /// Commit the replace snapshot: every live file of the current snapshot but `removed`, plus
 /// `added`. Rebuilt on the newest snapshot as long as streaming commits land first.
-async fn commit(
+pub(crate) async fn commit(
     lake: &Lake,
     mut table: Table,
     mut current: Live,
     cache: &mut ManifestCache,
-    removed: &HashMap<String, ManifestEntry>,
-    added: &[DataFile],
+    change: &Replace<'_>,
 ) -> Result<(Table, usize)> {
+    let removed = change.removed;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -252,8 +306,7 @@ async fn commit(
                 format!("cannot rewrite: {why}"),
             ));
         }
-        let (built, written, manifests) =
-            build_snapshot(&table, &base, &current, removed, added).await?;
+        let (built, written, manifests) = build_snapshot(&table, &base, &current, change).await?;
         match lake
             .commit_metadata(&table, built, Guard::MainSnapshot)
             .await
@@ -291,9 +344,9 @@ async fn build_snapshot(
     table: &Table,
     base: &iceberg::spec::SnapshotRef,
     current: &Live,
-    removed: &HashMap<String, ManifestEntry>,
-    added: &[DataFile],
+    change: &Replace<'_>,
 ) -> Result<(iceberg::spec::TableMetadataBuildResult, Vec<String>, usize)> {
+    let (removed, added) = (change.removed, change.added);
     let md = table.metadata();
     let snapshot_id = unique_snapshot_id(table);
     let seq = md.next_sequence_number();
@@ -379,7 +432,7 @@ async fn build_snapshot(
 
     let summary = Summary {
         operation: Operation::Replace,
-        additional_properties: summary_properties(table, &kept, removed, added)?,
+        additional_properties: summary_properties(table, &kept, change)?,
     };
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
@@ -390,12 +443,19 @@ async fn build_snapshot(
         .with_summary(summary)
         .with_schema_id(md.current_schema_id())
         .build();
-    let built = md
+    let mut builder = md
         .clone()
         .into_builder(table.metadata_location().map(str::to_string))
         // Keeps the retention settings of `main`.
         .set_branch_snapshot(snapshot, MAIN_BRANCH)
-        .and_then(|b| b.build())
+        .map_err(|e| lake_error("cannot build the replace snapshot", e))?;
+    if !change.properties.is_empty() {
+        builder = builder
+            .set_properties(change.properties.clone())
+            .map_err(|e| lake_error("cannot set the table's properties", e))?;
+    }
+    let built = builder
+        .build()
         .map_err(|e| lake_error("cannot build the replace snapshot", e))?;
     Ok((built, written, count))
 }
@@ -404,9 +464,9 @@ async fn build_snapshot(
 fn summary_properties(
     table: &Table,
     kept: &[&ManifestEntry],
-    removed: &HashMap<String, ManifestEntry>,
-    added: &[DataFile],
+    change: &Replace<'_>,
 ) -> Result<HashMap<String, String>> {
+    let (removed, added) = (change.removed, change.added);
     let mut p = HashMap::new();
     let progress = read_progress(table)?;
     if let Some(w) = progress.watermark {
@@ -419,12 +479,7 @@ fn summary_properties(
                 .unwrap_or_default(),
         );
     }
-    let what = if removed.is_empty() {
-        "rewrite-manifests"
-    } else {
-        "compaction"
-    };
-    p.insert(MAINTENANCE_KEY.to_string(), what.to_string());
+    p.insert(MAINTENANCE_KEY.to_string(), change.what.to_string());
     let sum = |it: &mut dyn Iterator<Item = (u64, u64)>| {
         it.fold((0u64, 0u64), |(r, b), (r2, b2)| (r + r2, b + b2))
     };

@@ -146,6 +146,7 @@ fn quick() -> MaintenanceSettings {
         snapshot_max_age: Duration::ZERO,
         snapshot_keep_min: 2,
         orphan_min_age: Duration::ZERO,
+        changelog_retention: None,
     }
 }
 

@@ -28,7 +28,9 @@ use iceberg::table::Table;
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use iceberg_datafusion::IcebergStaticTableProvider;
 use philotes_core::{Error, ErrorKind, Lsn, Result};
-use philotes_sink_iceberg::table::{KEY_FIELDS_KEY, read_progress};
+use philotes_sink_iceberg::table::{
+    KEY_FIELDS_KEY, RETENTION_CUT_LSN_KEY, RETENTION_CUT_TS_KEY, read_progress,
+};
 
 pub use datafusion;
 use state::{
@@ -178,8 +180,9 @@ impl LakeSession {
         let namespace = ns.as_ref().join(".");
         let name = table.identifier().name().to_string();
         let watermark = read_progress(&table)?.watermark;
+        refuse_before_retention(&table, upto)?;
         let snapshot = table.metadata().current_snapshot().map(|s| s.snapshot_id());
-        let columns = view_columns(&table)?;
+        let columns = view_columns(&table, None)?;
         let provider = match snapshot {
             // Read through the snapshot's own schema (the table's may be newer).
             Some(id) => {
@@ -235,26 +238,7 @@ impl LakeSession {
 
     /// Where the last truncate of `raw` up to `upto` is, if there is one.
     async fn last_truncate(&self, raw: &str, upto: &Upto) -> Result<Option<(i64, i64)>> {
-        use datafusion::arrow::array::{Array, Int64Array};
-        let batches = self
-            .ctx
-            .sql(&last_truncate_sql(raw, upto))
-            .await
-            .map_err(|e| query_error(format!("cannot look for truncates in {raw}"), e))?
-            .collect()
-            .await
-            .map_err(|e| query_error(format!("cannot look for truncates in {raw}"), e))?;
-        for b in batches.iter().filter(|b| b.num_rows() > 0) {
-            let lsn = b.column(0).as_any().downcast_ref::<Int64Array>();
-            let seq = b.column(1).as_any().downcast_ref::<Int64Array>();
-            if let (Some(l), Some(s)) = (lsn, seq)
-                && l.is_valid(0)
-                && s.is_valid(0)
-            {
-                return Ok(Some((l.value(0), s.value(0))));
-            }
-        }
-        Ok(None)
+        last_truncate(&self.ctx, raw, upto).await
     }
 
     async fn view(&self, namespace: &str, name: &str, select: &str) -> Result<()> {
@@ -339,11 +323,132 @@ impl LakeSession {
     }
 }
 
-/// The source columns of a changelog table, with their key flags and every name they had.
-fn view_columns(table: &Table) -> Result<Vec<ViewColumn>> {
+/// Where the last truncate of `raw` up to `upto` is, if there is one.
+async fn last_truncate(ctx: &SessionContext, raw: &str, upto: &Upto) -> Result<Option<(i64, i64)>> {
+    let found = first_longs(ctx, &last_truncate_sql(raw, upto), 2)
+        .await
+        .map_err(|e| e.with("table", raw))?;
+    Ok(found.map(|v| (v[0], v[1])))
+}
+
+/// The first row of `sql`'s answer whose first `n` columns (all `BIGINT`) are not NULL.
+async fn first_longs(ctx: &SessionContext, sql: &str, n: usize) -> Result<Option<Vec<i64>>> {
+    use datafusion::arrow::array::{Array, Int64Array};
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| query_error("cannot read the changelog", e))?
+        .collect()
+        .await
+        .map_err(|e| query_error("cannot read the changelog", e))?;
+    for b in &batches {
+        for row in 0..b.num_rows() {
+            let mut out = Vec::with_capacity(n);
+            for c in 0..n.min(b.num_columns()) {
+                match b.column(c).as_any().downcast_ref::<Int64Array>() {
+                    Some(a) if a.is_valid(row) => out.push(a.value(row)),
+                    _ => break,
+                }
+            }
+            if out.len() == n {
+                return Ok(Some(out));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// One changelog table as of one snapshot, registered alone as [`TableSession::NAME`]: what
+/// maintenance's changelog retention reads, with the rule of the current-state view.
+pub struct TableSession {
+    ctx: SessionContext,
+    /// The table's source columns in the snapshot's schema.
+    pub columns: Vec<ViewColumn>,
+}
+
+impl TableSession {
+    /// The quoted name the table is registered under.
+    pub const NAME: &'static str = "\"changelog\"";
+
+    /// Read `table` as of `snapshot_id`, sorting and aggregating within `memory_limit` bytes
+    /// (spilling to the temp directory beyond it).
+    pub async fn open(table: &Table, snapshot_id: i64, memory_limit: usize) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+            .build_arc()
+            .map_err(|e| query_error("cannot set up the query engine", e))?;
+        let config = SessionConfig::new()
+            .with_sort_spill_reservation_bytes((memory_limit / 32).clamp(64 << 10, 10 << 20))
+            .with_target_partitions(1);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let provider =
+            IcebergStaticTableProvider::try_new_from_table_snapshot(table.clone(), snapshot_id)
+                .await
+                .map_err(|e| lake_error(format!("cannot read table {}", table.identifier()), e))?;
+        ctx.register_table("changelog", Arc::new(provider))
+            .map_err(|e| query_error("cannot register the table", e))?;
+        let columns = view_columns(table, Some(snapshot_id))?;
+        Ok(TableSession { ctx, columns })
+    }
+
+    /// Where the last truncate before `lsn` is, if there is one.
+    pub async fn last_truncate_before(&self, lsn: i64) -> Result<Option<(i64, i64)>> {
+        let upto = Upto::Lsn(u64::try_from(lsn.saturating_sub(1)).unwrap_or(0));
+        last_truncate(&self.ctx, Self::NAME, &upto).await
+    }
+
+    /// The first row of `sql`'s answer, every column a `BIGINT` (NULL as `None`); empty when
+    /// there is no row.
+    pub async fn first_row(&self, sql: &str) -> Result<Vec<Option<i64>>> {
+        use datafusion::arrow::array::{Array, Int64Array};
+        let batches = self
+            .ctx
+            .sql(sql)
+            .await
+            .map_err(|e| query_error("cannot plan a query on the changelog", e))?
+            .collect()
+            .await
+            .map_err(|e| query_error("a query on the changelog failed", e))?;
+        let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+            return Ok(Vec::new());
+        };
+        b.columns()
+            .iter()
+            .map(|c| match c.as_any().downcast_ref::<Int64Array>() {
+                Some(a) => Ok(a.is_valid(0).then(|| a.value(0))),
+                None => Err(Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "a query on the changelog answered {} where a BIGINT was due",
+                        c.data_type()
+                    ),
+                )),
+            })
+            .collect()
+    }
+
+    /// Run `sql`; the answer streams.
+    pub async fn stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        self.ctx
+            .sql(sql)
+            .await
+            .map_err(|e| query_error("cannot plan a query on the changelog", e))?
+            .execute_stream()
+            .await
+            .map_err(|e| query_error("a query on the changelog failed", e))
+    }
+}
+
+/// The source columns of a changelog table, with their key flags and every name they had, in
+/// the schema of `snapshot_id` (the current snapshot when `None`).
+fn view_columns(table: &Table, snapshot_id: Option<i64>) -> Result<Vec<ViewColumn>> {
     let md = table.metadata();
-    // The schema the current snapshot was written under: what the table provider reads.
-    let schema = match md.current_snapshot() {
+    let snapshot = match snapshot_id {
+        Some(id) => md.snapshot_by_id(id).cloned(),
+        None => md.current_snapshot().cloned(),
+    };
+    // The schema the snapshot was written under: what the table provider reads.
+    let schema = match snapshot {
         Some(s) => s.schema(md).map_err(|e| {
             lake_error(
                 format!("cannot read the schema of {}", table.identifier()),
@@ -378,6 +483,53 @@ fn view_columns(table: &Table) -> Result<Vec<ViewColumn>> {
             toastable: toastable(&f.field_type),
         })
         .collect())
+}
+
+/// Changelog retention folded the changes before a point into one row per key: the table
+/// answers for positions from there on, and time travel to an earlier point is refused rather
+/// than answered wrong.
+fn refuse_before_retention(table: &Table, upto: &Upto) -> Result<()> {
+    let props = table.metadata().properties();
+    let refuse = |from: &str| {
+        Err(Error::new(
+            ErrorKind::Invalid,
+            format!(
+                "changelog retention (changelog_retention) folded this table's changes up to {from} into one row per key, so time travel reaches back to {from}: ask for that point or a later one"
+            ),
+        )
+        .with("table", table.identifier()))
+    };
+    match upto {
+        Upto::All => Ok(()),
+        Upto::Lsn(at) => match props.get(RETENTION_CUT_LSN_KEY) {
+            Some(cut) => {
+                let cut: Lsn = cut.parse()?;
+                if *at < cut.0 {
+                    refuse(&format!("LSN {cut}"))
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        },
+        Upto::Micros(at) => match props.get(RETENTION_CUT_TS_KEY) {
+            Some(cut) => {
+                let t = chrono::DateTime::parse_from_rfc3339(cut).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Invalid,
+                        format!("the table property {RETENTION_CUT_TS_KEY} ({cut}) is not a time"),
+                    )
+                    .with_source(e)
+                })?;
+                if *at < t.timestamp_micros() {
+                    refuse(cut)
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        },
+    }
 }
 
 /// Fixed-width values are never TOASTed, so never "unchanged".

@@ -81,15 +81,7 @@ pub fn current_state_sql(
     for c in columns.iter().filter(|c| !c.is_key) {
         let col = ident(&c.name);
         let filter = if c.toastable {
-            let listed: Vec<String> = c
-                .names
-                .iter()
-                .map(|n| format!("array_has(_cdc_unchanged, {})", literal(n)))
-                .collect();
-            format!(
-                " FILTER (WHERE _cdc_unchanged IS NULL OR NOT ({}))",
-                listed.join(" OR ")
-            )
+            format!(" FILTER (WHERE {})", given(c))
         } else {
             String::new()
         };
@@ -170,6 +162,103 @@ pub fn latest_row_sql(
     )
 }
 
+/// The name of the column [`retention_base_sql`] adds for source column `i`: how many of the
+/// key's changes gave that column a value (0 when every one left it unchanged).
+pub fn resolved_column(i: usize) -> String {
+    format!("_philotes_resolved_{i}")
+}
+
+/// The base that changelog retention keeps in place of every change before `cut`: per key alive
+/// just before `cut`, one row — its last change (`_cdc_op`, `_cdc_lsn`, `_cdc_seq`, `_cdc_ts`
+/// as they were), with every value the current-state rule gives the key at that point. It is
+/// [`current_state_sql`] up to `cut`, keeping `_cdc_seq` too and, per toastable column `i`, the
+/// count [`resolved_column`]`(i)` of changes that gave it a value: where that is 0, no change
+/// ever did, and the base row must still list the column as unchanged (exactly what the view
+/// would have found: no value). Replacing the changes before `cut` by these rows changes no
+/// answer of the view at or after `cut`.
+pub fn retention_base_sql(
+    changelog: &str,
+    columns: &[ViewColumn],
+    cut: i64,
+    truncate: Option<(i64, i64)>,
+) -> String {
+    let order = "ORDER BY _cdc_lsn, _cdc_seq";
+    let keys = key_list(columns);
+    let mut aggregates = Vec::new();
+    let mut outputs: Vec<String> = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        let col = ident(&c.name);
+        outputs.push(col.clone());
+        if c.is_key {
+            continue;
+        }
+        if c.toastable {
+            let filter = format!("FILTER (WHERE {})", given(c));
+            aggregates.push(format!("last_value({col} {order}) {filter} AS {col}"));
+            let resolved = resolved_column(i);
+            aggregates.push(format!("count(1) {filter} AS {resolved}"));
+            outputs.push(resolved);
+        } else {
+            aggregates.push(format!("last_value({col} {order}) AS {col}"));
+        }
+    }
+    for meta in ["_cdc_op", "_cdc_lsn", "_cdc_seq", "_cdc_ts"] {
+        aggregates.push(format!("last_value({meta} {order}) AS {meta}"));
+        outputs.push(meta.to_string());
+    }
+    format!(
+        "SELECT {outputs} FROM (SELECT {keys}, {aggs} FROM {changelog} \
+         WHERE _cdc_op <> 'T' AND _cdc_lsn < {cut} AND {after} GROUP BY {keys}) \
+         WHERE _cdc_op <> 'D'",
+        outputs = outputs.join(", "),
+        aggs = aggregates.join(", "),
+        after = after(truncate),
+    )
+}
+
+/// The condition under which a change gives toastable column `c` a value (it is not listed in
+/// `_cdc_unchanged` under any name the column has had). A `D` gives every column NULL.
+fn given(c: &ViewColumn) -> String {
+    let listed: Vec<String> = c
+        .names
+        .iter()
+        .map(|n| format!("array_has(_cdc_unchanged, {})", literal(n)))
+        .collect();
+    format!("_cdc_unchanged IS NULL OR NOT ({})", listed.join(" OR "))
+}
+
+/// The query for the first change before `cut` (from `from` on: a base holds no `D`) that is
+/// the new key's row of a key change, left a TOAST value unchanged, and is not followed before
+/// `cut` by a change of the same key that gives every value (or deletes it). The contract takes
+/// such a value from the old key's row, which a base no longer holds once the old key is gone,
+/// so retention cuts before it and waits until a later change of the key settles the value.
+pub fn first_unchanged_key_change_sql(
+    changelog: &str,
+    columns: &[ViewColumn],
+    from: i64,
+    cut: i64,
+) -> String {
+    let between = format!("_cdc_lsn >= {from} AND _cdc_lsn < {cut}");
+    let keys: Vec<String> = columns
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| ident(&c.name))
+        .collect();
+    let same_key: Vec<String> = keys.iter().map(|k| format!("l.{k} = u.{k}")).collect();
+    format!(
+        "SELECT min(u._cdc_lsn) AS lsn FROM \
+         (SELECT {key_cols}, _cdc_lsn, _cdc_seq FROM {changelog} WHERE _cdc_op = 'U' AND {between} \
+          AND cardinality(_cdc_unchanged) > 0) u \
+         JOIN (SELECT _cdc_lsn, _cdc_seq FROM {changelog} WHERE _cdc_op = 'D' AND {between}) d \
+         ON u._cdc_lsn = d._cdc_lsn AND u._cdc_seq = d._cdc_seq + 1 \
+         WHERE NOT EXISTS (SELECT 1 FROM {changelog} l WHERE {same_key} AND l._cdc_lsn < {cut} \
+          AND (l._cdc_lsn > u._cdc_lsn OR (l._cdc_lsn = u._cdc_lsn AND l._cdc_seq > u._cdc_seq)) \
+          AND (l._cdc_op = 'D' OR l._cdc_unchanged IS NULL OR cardinality(l._cdc_unchanged) = 0))",
+        key_cols = keys.join(", "),
+        same_key = same_key.join(" AND "),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +310,38 @@ mod tests {
         assert!(sql.contains("(_cdc_lsn > 7 OR (_cdc_lsn = 7 AND _cdc_seq > 0))"));
         assert!(sql.ends_with("WHERE _cdc_rn = 1 AND _cdc_op <> 'D'"));
         assert!(any_unchanged_sql("\"t\"", &Upto::Lsn(9), None).contains("_cdc_lsn <= 9"));
+    }
+
+    #[test]
+    fn retention_base_keeps_the_last_change_and_counts_given_values() {
+        let sql = retention_base_sql(
+            "\"t\"",
+            &[
+                col("id", true, false),
+                col("n", false, false),
+                col("body", false, true),
+            ],
+            500,
+            Some((40, 3)),
+        );
+        assert!(
+            sql.starts_with("SELECT \"id\", \"n\", \"body\", _philotes_resolved_2, _cdc_op, _cdc_lsn, _cdc_seq, _cdc_ts FROM"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("_cdc_lsn < 500 AND (_cdc_lsn > 40 OR (_cdc_lsn = 40 AND _cdc_seq > 3))")
+        );
+        assert!(sql.contains("count(1) FILTER (WHERE _cdc_unchanged IS NULL OR NOT (array_has(_cdc_unchanged, 'body'))) AS _philotes_resolved_2"));
+        assert!(sql.contains("last_value(_cdc_seq ORDER BY _cdc_lsn, _cdc_seq) AS _cdc_seq"));
+        assert!(sql.contains("GROUP BY \"id\""));
+        assert!(sql.ends_with("WHERE _cdc_op <> 'D'"));
+        let guard = first_unchanged_key_change_sql("\"t\"", &[col("id", true, false)], 100, 500);
+        assert!(guard.contains("l.\"id\" = u.\"id\""), "{guard}");
+        assert!(
+            guard.contains("_cdc_lsn >= 100 AND _cdc_lsn < 500"),
+            "{guard}"
+        );
+        assert!(guard.contains("u._cdc_seq = d._cdc_seq + 1"), "{guard}");
     }
 
     #[test]

@@ -54,6 +54,12 @@ pub(crate) const META_COLUMNS: [&str; 5] = [
 pub const WATERMARK_KEY: &str = "philotes.watermark-lsn";
 pub const SNAPSHOT_KEY: &str = "philotes.snapshot-lsn";
 pub const SOURCE_KEY: &str = "philotes.source-table";
+/// Table property set by changelog retention: the LSN of the newest change folded into the base
+/// (one row per key, its last change); the changelog answers for positions from here on.
+pub const RETENTION_CUT_LSN_KEY: &str = "philotes.retention-cut-lsn";
+/// Table property: the source commit time of the newest folded change (RFC 3339); time travel
+/// answers for times from here on.
+pub const RETENTION_CUT_TS_KEY: &str = "philotes.retention-cut-ts";
 /// Table property: why the table must be copied again before it can stream (until it is).
 pub const NEEDS_RESYNC_KEY: &str = "philotes.needs-resync";
 /// Table property: the table's changes go through a control database (`philotes ingest` and

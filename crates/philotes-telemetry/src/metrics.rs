@@ -149,6 +149,7 @@ struct Metrics {
     maintenance_compacted: Family<TableLabels, Counter>,
     maintenance_expired: Family<TableLabels, Counter>,
     maintenance_deleted: Family<TableLabels, Counter>,
+    maintenance_folded: Family<TableLabels, Counter>,
 }
 
 impl Metrics {
@@ -195,6 +196,7 @@ impl Metrics {
             maintenance_compacted: Family::default(),
             maintenance_expired: Family::default(),
             maintenance_deleted: Family::default(),
+            maintenance_folded: Family::default(),
             registry: Registry::default(),
             declared: Vec::new(),
         };
@@ -348,6 +350,12 @@ impl Metrics {
             "Files deleted by maintenance (of expired snapshots, and orphans), per table",
             None,
             m.maintenance_deleted.clone(),
+        );
+        d.add(
+            "maintenance_changes_folded",
+            "Changes older than changelog_retention folded into the table's base (one row per key), per table",
+            None,
+            m.maintenance_folded.clone(),
         );
         Metrics {
             registry: d.registry,
@@ -629,6 +637,7 @@ pub struct MaintenancePass {
     pub files_compacted: u64,
     pub snapshots_expired: u64,
     pub files_deleted: u64,
+    pub changes_folded: u64,
 }
 
 /// One maintenance pass over `table` (`namespace.table` in the lake) ended.
@@ -653,6 +662,9 @@ pub fn maintained(table: &str, pass: MaintenancePass) {
     m.maintenance_deleted
         .get_or_create(&l)
         .inc_by(pass.files_deleted);
+    m.maintenance_folded
+        .get_or_create(&l)
+        .inc_by(pass.changes_folded);
 }
 
 #[cfg(test)]
