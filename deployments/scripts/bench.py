@@ -8,7 +8,9 @@ Starts its own PostgreSQL, generates data of a stated shape and size, and measur
   transactions of 1, 100 and 10,000 rows, as a ratio to `pg_recvlogical` draining the same WAL
   (pgoutput) to /dev/null;
 - latency: source commit → visible in Iceberg, p50/p99, at the default flush settings under a
-  steady load;
+  steady load, with the embedded SQL catalog and with a REST catalog (lakana-server);
+- service: `ingest` alone and `ingest` + two `worker`s (one table, two tables), freshness through
+  the buffer, and one large transaction through all three roles;
 - memory: peak RSS of every philotes run, and of one large transaction.
 
 Prints a table and writes JSON (`--json`). Asserts nothing: the figures are the result.
@@ -409,10 +411,73 @@ class Bench:
         self.drop_slot("s_lat")
         return self.visible_latency(data, i, peak)
 
-    def visible_latency(self, data, inserted, peak, table="lat", since_lsn=0):
+    def latency_rest(self, seconds, rate):
+        """`latency` with the tables in an Iceberg REST catalog (lakana-server, the REST catalog
+        that installs here; test-env.sh puts it in .venv-lakana): every commit is an HTTP call."""
+        import base64
+        import urllib.request
+        from pyiceberg.catalog.rest import RestCatalog
+        sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+        from pgcluster import free_port
+        lakana = Path(os.environ.get("PHILOTES_LAKANA_VENV", ROOT / ".venv-lakana")) / "bin" / "lakana-server"
+        work = self.work / "rest"
+        (work / "warehouse").mkdir(parents=True)
+        port = free_port()
+        env = {**os.environ, "LAKANA_DATABASE__URL": f"sqlite:///{work / 'lakana.db'}",
+               "LAKANA_BOOTSTRAP_TOKEN_FILE": str(work / "token"), "LAKANA_PORT": str(port),
+               "LAKANA_SECRETS__MASTER_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
+        subprocess.run([str(lakana), "migrate"], env=env, check=True, capture_output=True)
+        server = subprocess.Popen([str(lakana)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        uri = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(uri + "/v1/config", timeout=1)
+                except urllib.error.HTTPError:
+                    if (work / "token").exists() and (work / "token").read_text().strip():
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            token = (work / "token").read_text().strip()
+            req = urllib.request.Request(
+                uri + "/api/v1/environments",
+                data=json.dumps({"name": "dev", "storage": {"scheme": "file", "root": f"file://{work / 'warehouse'}"}}).encode(),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10)
+            self.sql("CREATE TABLE lat_rest (id bigint PRIMARY KEY, v text)")
+            self.sql("CREATE PUBLICATION bench_lat_rest FOR TABLE lat_rest")
+            p = subprocess.Popen(
+                [str(self.binary), "run", "--source", self.url, "--data-dir", str(work / "data"), "--publication", "bench_lat_rest",
+                 "--slot", "s_lat_rest", "--maintenance=false", "--catalog-uri", uri, "--catalog-prefix", "dev",
+                 "--namespace", "bronze", "--warehouse", f"file://{work / 'warehouse'}"],
+                env={**os.environ, "PHILOTES_LOG": os.environ.get("PHILOTES_LOG", "warn"), "PHILOTES_CATALOG_TOKEN": token})
+            time.sleep(3)  # initial copy of the empty table
+            stop = time.monotonic() + seconds
+            i = 0
+            with psycopg.connect(self.url, autocommit=True) as c:
+                while time.monotonic() < stop:
+                    c.execute("INSERT INTO lat_rest VALUES (%s, 'x')", (i,))
+                    i += 1
+                    time.sleep(1 / rate)
+            time.sleep(self.args.flush_seconds + 2)
+            peak = vm_hwm_kib(p.pid)
+            p.terminate()
+            p.wait()
+            self.drop_slot("s_lat_rest")
+            cat = RestCatalog("rest", uri=uri, token=token, prefix="dev")
+            out = self.visible_latency(None, i, peak, table="lat_rest", catalog=cat, ident="bronze.public__lat_rest__changelog")
+        finally:
+            server.kill()
+            server.wait()
+        self.sql("DROP PUBLICATION bench_lat_rest")
+        self.sql("DROP TABLE lat_rest")
+        return out
+
+    def visible_latency(self, data, inserted, peak, table="lat", since_lsn=0, catalog=None, ident=None):
         from pyiceberg.catalog.sql import SqlCatalog
-        cat = SqlCatalog("philotes", uri=f"sqlite:///{data / 'catalog.db'}", warehouse=f"file://{data / 'warehouse'}")
-        t = cat.load_table(f"public.{table}__changelog")
+        cat = catalog or SqlCatalog("philotes", uri=f"sqlite:///{data / 'catalog.db'}", warehouse=f"file://{data / 'warehouse'}")
+        t = cat.load_table(ident or f"public.{table}__changelog")
         snaps = sorted(t.snapshots(), key=lambda s: s.timestamp_ms)
         rows = t.scan(selected_fields=("_cdc_lsn", "_cdc_ts", "_cdc_op")).to_arrow().to_pylist()
         # A row became visible with the first snapshot whose watermark is above its commit LSN.
@@ -589,6 +654,10 @@ class Bench:
 
     def run(self):
         a = self.args
+        if a.only == "latency":
+            self.results["latency"] = self.latency(a.latency_seconds, a.latency_rate)
+            self.results["latency_rest"] = self.latency_rest(a.latency_seconds, a.latency_rate)
+            return self.results
         if a.only == "service":
             self.sql("CREATE TABLE stream_t (id bigint PRIMARY KEY, a int, v text)")
             self.sql("CREATE PUBLICATION bench_stream FOR TABLE stream_t")
@@ -614,6 +683,8 @@ class Bench:
         self.results["service"] = self.service(a.stream_changes, big_rows=a.service_big_txn_rows)
         self.say(f"latency: {a.latency_rate} inserts/s for {a.latency_seconds} s")
         self.results["latency"] = self.latency(a.latency_seconds, a.latency_rate)
+        self.say(f"latency with a REST catalog: {a.latency_rate} inserts/s for {a.latency_seconds} s")
+        self.results["latency_rest"] = self.latency_rest(a.latency_seconds, a.latency_rate)
         self.say(f"maintenance: {a.flatness_commits} commits at a 20 ms flush")
         self.results["commit_flatness"] = self.commit_flatness(a.flatness_commits)
         self.say(f"maintenance: compaction of {a.compaction_txns} small files")
@@ -649,6 +720,9 @@ def report_service(sv):
 def report(r):
     if set(r) == {"machine", "binary", "service"}:
         return "\n".join([f"machine: {r['machine']['cores']} cores, {r['machine']['platform']}", "", *report_service(r["service"])])
+    if set(r) == {"machine", "binary", "latency", "latency_rest"}:
+        return "\n".join(f"{k}: p50 {v['p50_s']:.2f} s, p99 {v['p99_s']:.2f} s, max {v['max_s']:.2f} s ({v['rows']} rows); peak RSS {v['peak_rss_mib']:.0f} MiB"
+                         for k, v in r.items() if k.startswith("latency"))
     out = []
     out.append(f"machine: {r['machine']['cores']} cores, {r['machine']['platform']}")
     out.append("")
@@ -670,6 +744,9 @@ def report(r):
     lat = r["latency"]
     out.append("")
     out.append(f"latency (commit → visible in Iceberg, flush interval {lat['flush_interval_s']} s, {lat['rows']} rows): p50 {lat['p50_s']:.2f} s, p99 {lat['p99_s']:.2f} s, max {lat['max_s']:.2f} s; peak RSS {lat['peak_rss_mib']:.0f} MiB")
+    if "latency_rest" in r:
+        lr = r["latency_rest"]
+        out.append(f"latency with a REST catalog (lakana-server; {lr['rows']} rows): p50 {lr['p50_s']:.2f} s, p99 {lr['p99_s']:.2f} s, max {lr['max_s']:.2f} s; peak RSS {lr['peak_rss_mib']:.0f} MiB")
     f = r["commit_flatness"]
     out.append(f"commits at a {f['flush_interval_ms']} ms flush with maintenance: median ms between commits near commit 100 {f['median_ms_between_commits_near_100']}, "
                f"at commit {f['commits']:,} {f['median_ms_between_commits_at_end']} (ratio {f['ratio_end_to_start']:.2f}); largest metadata file {f['largest_metadata_file_kib']:.0f} KiB, "
@@ -705,7 +782,8 @@ def main():
     p.add_argument("--big-txn-rows", type=int, default=10_000_000)
     p.add_argument("--service-big-txn-rows", type=int, default=2_000_000, help="rows of the one transaction through ingest and workers")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
-    p.add_argument("--only", choices=["service"], default=None, help="run only this part (service: ingest and two workers)")
+    p.add_argument("--only", choices=["service", "latency"], default=None,
+                   help="run only this part (service: ingest and two workers; latency: freshness with the SQL and the REST catalog)")
     args = p.parse_args()
     b = Bench(args)
     try:

@@ -245,8 +245,9 @@ def test_without_maintenance_a_table_grows_with_every_commit(source):
 
 def test_kill_9_during_maintenance_loses_nothing_and_the_next_pass_cleans_up(source):
     """`philotes run` with maintenance every second, killed with -9 again and again under a
-    writer, then `philotes maintain` killed mid-pass: no change lost or doubled, no referenced
-    file deleted, and the next complete pass leaves only referenced files."""
+    writer, then `philotes maintain` (with changelog retention) killed mid-pass: no change lost
+    or doubled, no referenced file deleted, and the next complete pass leaves only referenced
+    files."""
     source.sql("CREATE TABLE trickle (id bigint PRIMARY KEY, v bigint, pad text)")
     source.sql("INSERT INTO trickle SELECT g, 0, repeat('p', 500) FROM generate_series(1, 2000) g")
     ident = "public.trickle__changelog"
@@ -275,9 +276,10 @@ def test_kill_9_during_maintenance_loses_nothing_and_the_next_pass_cleans_up(sou
     # Every file a snapshot references is there (pyiceberg read every snapshot's files).
     assert_nothing_missing(lake.table(ident))
 
-    # `philotes maintain` killed at random points of its pass.
-    cmd = [str(BINARY), "maintain", "--data-dir", str(source.data_dir), "--snapshot-max-age", "0s",
-           "--snapshot-keep-min", "2", "--orphan-min-age", "1h"]
+    # `philotes maintain` killed at random points of its pass (changelog retention folding the
+    # history too).
+    cmd = [str(BINARY), "maintain", "--data-dir", str(source.data_dir), "--changelog-retention", "1s",
+           "--snapshot-max-age", "0s", "--snapshot-keep-min", "2", "--orphan-min-age", "1h"]
     for i in range(6):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.05 + rnd.random() * 0.6)
@@ -289,9 +291,10 @@ def test_kill_9_during_maintenance_loses_nothing_and_the_next_pass_cleans_up(sou
     # writes and passes, and leaves only what the table references.
     out = subprocess.run(cmd[:-1] + ["0s", "--format", "json"], capture_output=True, text=True, check=True)
     (report,) = json.loads(out.stdout)["tables"]
-    print(f"\nthe complete pass: {report['orphans']}")
+    print(f"\nthe complete pass: {report['orphans']}, {report['retention']}")
     assert report["orphans"]["orphans_deleted"] > 0, report
     tbl = source.lake().table(ident)
+    assert "philotes.retention-cut-lsn" in tbl.metadata.properties, "retention never folded"
     assert_only_referenced(source.data_dir, ident, tbl)
     assert_same(source, source.lake(), ident, "SELECT * FROM trickle", ["id"])
     # Streaming goes on from the position maintenance carried forward: no second copy.
