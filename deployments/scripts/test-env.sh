@@ -58,3 +58,12 @@ if [[ ! -x "$lakana/bin/lakana-server" ]]; then
   "$lakana/bin/pip" install -q lakana-server==0.20.0
 fi
 echo "test-env: REST catalog ready at $lakana/bin/lakana-server"
+
+# The aws CLI for the backup scripts' tests (its own virtualenv: it pins botocore, as moto does).
+awscli=${PHILOTES_AWSCLI_VENV:-$root/.venv-awscli}
+if [[ ! -x "$awscli/bin/aws" ]]; then
+  echo "test-env: installing the aws CLI into $awscli"
+  python3 -m venv "$awscli"
+  "$awscli/bin/pip" install -q awscli==1.46.3
+fi
+echo "test-env: aws CLI ready at $awscli/bin/aws"
