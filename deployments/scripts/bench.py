@@ -396,20 +396,27 @@ class Bench:
         self.sql("CREATE TABLE lat (id bigint PRIMARY KEY, v text)")
         self.sql("CREATE PUBLICATION bench_lat FOR TABLE lat")
         p, data = self.philotes("--publication", "bench_lat", "--slot", "s_lat", "--maintenance=false", background=True)
-        time.sleep(2)  # initial copy of the empty table
+        i, peak = self.trickle_into(p, "lat", "s_lat", seconds, rate)
+        return self.visible_latency(data, i, peak)
+
+    def trickle_into(self, p, table, slot, seconds, rate):
+        """Single-row inserts into `table` at `rate` a second for `seconds` while the run `p`
+        streams them, then one flush interval and a margin; stops `p` and drops its slot.
+        Returns the rows inserted and `p`'s peak RSS (KiB)."""
+        time.sleep(3)  # initial copy of the empty table
         stop = time.monotonic() + seconds
         i = 0
         with psycopg.connect(self.url, autocommit=True) as c:
             while time.monotonic() < stop:
-                c.execute("INSERT INTO lat VALUES (%s, 'x')", (i,))
+                c.execute(f"INSERT INTO {table} VALUES (%s, 'x')", (i,))
                 i += 1
                 time.sleep(1 / rate)
         time.sleep(self.args.flush_seconds + 2)
         peak = vm_hwm_kib(p.pid)
         p.terminate()
         p.wait()
-        self.drop_slot("s_lat")
-        return self.visible_latency(data, i, peak)
+        self.drop_slot(slot)
+        return i, peak
 
     def latency_rest(self, seconds, rate):
         """`latency` with the tables in an Iceberg REST catalog (lakana-server, the REST catalog
@@ -452,19 +459,7 @@ class Bench:
                  "--slot", "s_lat_rest", "--maintenance=false", "--catalog-uri", uri, "--catalog-prefix", "dev",
                  "--namespace", "bronze", "--warehouse", f"file://{work / 'warehouse'}"],
                 env={**os.environ, "PHILOTES_LOG": os.environ.get("PHILOTES_LOG", "warn"), "PHILOTES_CATALOG_TOKEN": token})
-            time.sleep(3)  # initial copy of the empty table
-            stop = time.monotonic() + seconds
-            i = 0
-            with psycopg.connect(self.url, autocommit=True) as c:
-                while time.monotonic() < stop:
-                    c.execute("INSERT INTO lat_rest VALUES (%s, 'x')", (i,))
-                    i += 1
-                    time.sleep(1 / rate)
-            time.sleep(self.args.flush_seconds + 2)
-            peak = vm_hwm_kib(p.pid)
-            p.terminate()
-            p.wait()
-            self.drop_slot("s_lat_rest")
+            i, peak = self.trickle_into(p, "lat_rest", "s_lat_rest", seconds, rate)
             cat = RestCatalog("rest", uri=uri, token=token, prefix="dev")
             out = self.visible_latency(None, i, peak, table="lat_rest", catalog=cat, ident="bronze.public__lat_rest__changelog")
         finally:
