@@ -649,6 +649,9 @@ class Bench:
 
     def run(self):
         a = self.args
+        if a.only == "compaction":
+            self.results["compaction"] = self.compaction(a.compaction_txns, a.compaction_txn_rows)
+            return self.results
         if a.only == "latency":
             self.results["latency"] = self.latency(a.latency_seconds, a.latency_rate)
             self.results["latency_rest"] = self.latency_rest(a.latency_seconds, a.latency_rate)
@@ -715,6 +718,10 @@ def report_service(sv):
 def report(r):
     if set(r) == {"machine", "binary", "service"}:
         return "\n".join([f"machine: {r['machine']['cores']} cores, {r['machine']['platform']}", "", *report_service(r["service"])])
+    if set(r) == {"machine", "binary", "compaction"}:
+        c = r["compaction"]
+        return (f"compaction: {c['files_in']} files ({c['mb_in']:.1f} MB) in {c['seconds']:.2f} s ({c['mb_per_s']:.1f} MB/s) against pyarrow "
+                f"{c['pyarrow_mb_per_s']:.1f} MB/s: ratio {c['ratio_to_pyarrow']:.2f} (whole pass {c['pass_seconds']:.2f} s, ratio {c['pass_ratio_to_pyarrow']:.2f})")
     if set(r) == {"machine", "binary", "latency", "latency_rest"}:
         return "\n".join(f"{k}: p50 {v['p50_s']:.2f} s, p99 {v['p99_s']:.2f} s, max {v['max_s']:.2f} s ({v['rows']} rows); peak RSS {v['peak_rss_mib']:.0f} MiB"
                          for k, v in r.items() if k.startswith("latency"))
@@ -777,8 +784,8 @@ def main():
     p.add_argument("--big-txn-rows", type=int, default=10_000_000)
     p.add_argument("--service-big-txn-rows", type=int, default=2_000_000, help="rows of the one transaction through ingest and workers")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
-    p.add_argument("--only", choices=["service", "latency"], default=None,
-                   help="run only this part (service: ingest and two workers; latency: freshness with the SQL and the REST catalog)")
+    p.add_argument("--only", choices=["service", "latency", "compaction"], default=None,
+                   help="run only this part (service: ingest and two workers; latency: freshness with the SQL and the REST catalog; compaction)")
     args = p.parse_args()
     b = Bench(args)
     try:
