@@ -325,37 +325,42 @@ impl LakeSession {
 
 /// Where the last truncate of `raw` up to `upto` is, if there is one.
 async fn last_truncate(ctx: &SessionContext, raw: &str, upto: &Upto) -> Result<Option<(i64, i64)>> {
-    let found = first_longs(ctx, &last_truncate_sql(raw, upto), 2)
+    let row = first_row(ctx, &last_truncate_sql(raw, upto))
         .await
         .map_err(|e| e.with("table", raw))?;
-    Ok(found.map(|v| (v[0], v[1])))
+    Ok(match row.as_slice() {
+        [Some(lsn), Some(seq)] => Some((*lsn, *seq)),
+        _ => None,
+    })
 }
 
-/// The first row of `sql`'s answer whose first `n` columns (all `BIGINT`) are not NULL.
-async fn first_longs(ctx: &SessionContext, sql: &str, n: usize) -> Result<Option<Vec<i64>>> {
+/// The first row of `sql`'s answer, every column a `BIGINT` (NULL as `None`); empty when
+/// there is no row.
+async fn first_row(ctx: &SessionContext, sql: &str) -> Result<Vec<Option<i64>>> {
     use datafusion::arrow::array::{Array, Int64Array};
     let batches = ctx
         .sql(sql)
         .await
-        .map_err(|e| query_error("cannot read the changelog", e))?
+        .map_err(|e| query_error("cannot plan a query on the changelog", e))?
         .collect()
         .await
-        .map_err(|e| query_error("cannot read the changelog", e))?;
-    for b in &batches {
-        for row in 0..b.num_rows() {
-            let mut out = Vec::with_capacity(n);
-            for c in 0..n.min(b.num_columns()) {
-                match b.column(c).as_any().downcast_ref::<Int64Array>() {
-                    Some(a) if a.is_valid(row) => out.push(a.value(row)),
-                    _ => break,
-                }
-            }
-            if out.len() == n {
-                return Ok(Some(out));
-            }
-        }
-    }
-    Ok(None)
+        .map_err(|e| query_error("a query on the changelog failed", e))?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(Vec::new());
+    };
+    b.columns()
+        .iter()
+        .map(|c| match c.as_any().downcast_ref::<Int64Array>() {
+            Some(a) => Ok(a.is_valid(0).then(|| a.value(0))),
+            None => Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "a query on the changelog answered {} where a BIGINT was due",
+                    c.data_type()
+                ),
+            )),
+        })
+        .collect()
 }
 
 /// One changelog table as of one snapshot, registered alone as [`TableSession::NAME`]: what
@@ -400,31 +405,7 @@ impl TableSession {
     /// The first row of `sql`'s answer, every column a `BIGINT` (NULL as `None`); empty when
     /// there is no row.
     pub async fn first_row(&self, sql: &str) -> Result<Vec<Option<i64>>> {
-        use datafusion::arrow::array::{Array, Int64Array};
-        let batches = self
-            .ctx
-            .sql(sql)
-            .await
-            .map_err(|e| query_error("cannot plan a query on the changelog", e))?
-            .collect()
-            .await
-            .map_err(|e| query_error("a query on the changelog failed", e))?;
-        let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
-            return Ok(Vec::new());
-        };
-        b.columns()
-            .iter()
-            .map(|c| match c.as_any().downcast_ref::<Int64Array>() {
-                Some(a) => Ok(a.is_valid(0).then(|| a.value(0))),
-                None => Err(Error::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "a query on the changelog answered {} where a BIGINT was due",
-                        c.data_type()
-                    ),
-                )),
-            })
-            .collect()
+        first_row(&self.ctx, sql).await
     }
 
     /// Run `sql`; the answer streams.
