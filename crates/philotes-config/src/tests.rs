@@ -160,7 +160,18 @@ fn maintenance_defaults_and_checks() {
     assert_eq!(m.target_file_size, 8 << 20);
     assert_eq!(m.snapshot_max_age, Duration::from_secs(3600));
     assert_eq!(m.orphan_min_age, Duration::from_secs(2 * 86_400));
+    assert_eq!(m.changelog_retention, None, "retention is off unless set");
+    let keep = |v: &str| {
+        Layer::from_toml(&format!("changelog_retention = '{v}'"))
+            .unwrap()
+            .resolve()
+            .map(|s| s.maintenance.changelog_retention)
+    };
+    assert_eq!(keep("30d").unwrap(), Some(Duration::from_secs(30 * 86_400)));
+    assert_eq!(keep("off").unwrap(), None);
     for bad in [
+        "changelog_retention = '0s'",
+        "changelog_retention = 'a while'",
         "maintenance_interval = '0s'",
         "compaction_target_size = '10KiB'",
         "snapshot_keep_min = 1",
