@@ -196,9 +196,11 @@ def check_service(source, ctl, tmp_path, ingest, standby, workers):
     with psycopg.connect(ctl) as c:
         wait_for("the buffer to drain", lambda: c.execute("SELECT count(*) FROM philotes.changes").fetchone()[0] == 0,
                  timeout=60, every=0.5)
-        tables_row = c.execute("SELECT name, stopped FROM philotes.tables ORDER BY name").fetchall()
-    assert [n for n, _ in tables_row] == ["public.a", "public.b", "public.c"], tables_row
-    assert all(s is None for _, s in tables_row), tables_row
+        tables_row = c.execute("SELECT name, stopped, changes_now FROM philotes.tables ORDER BY name").fetchall()
+    assert [n for n, _, _ in tables_row] == ["public.a", "public.b", "public.c"], tables_row
+    assert all(s is None for _, s, _ in tables_row), tables_row
+    # The counters philotes_buffer_depth reads stayed exact through every kill -9.
+    assert all(now == 0 for _, _, now in tables_row), tables_row
     for r in [ingest, standby, *workers]:
         assert r.stop() == 0, r.tail()
 

@@ -69,8 +69,7 @@ pub async fn sample(client: &tokio_postgres::Client, seconds: f64) -> Result<u64
              SELECT p.id, to_timestamp(floor(extract(epoch FROM now())::double precision / $1) * $1),
                     coalesce(sum(t.changes_buffered), 0)::bigint,
                     coalesce(sum(t.changes_in_lake), 0)::bigint,
-                    (SELECT count(*) FROM philotes.changes c JOIN philotes.tables b ON b.id = c.table_id
-                      WHERE b.pipeline = p.slot),
+                    coalesce(sum(t.changes_now), 0)::bigint,
                     coalesce((SELECT extract(epoch FROM now()) - min(o.ts_us) / 1e6
                       FROM philotes.tables b,
                            LATERAL (SELECT c.ts_us FROM philotes.changes c WHERE c.table_id = b.id

@@ -1247,7 +1247,7 @@ pub async fn status(
         let tables = client
             .query(
                 "SELECT t.name, t.stopped, t.buffered, t.watermark, t.snapshot_lsn, t.copying, t.recopy, t.updated_at,
-                        (SELECT count(*) FROM philotes.changes c WHERE c.table_id = t.id),
+                        t.changes_now,
                         coalesce((SELECT extract(epoch FROM now())::double precision - c.ts_us / 1e6
                                   FROM philotes.changes c WHERE c.table_id = t.id
                                   ORDER BY c.lsn, c.seq LIMIT 1), 0)::double precision,

@@ -175,6 +175,19 @@ impl ControlDb {
             .await
             .map_err(|e| db_error("cannot begin buffering", e))?;
         let n = copy_changes(&tx, changes.iter().map(|(t, c)| (*t, c))).await?;
+        let mut per_table: std::collections::BTreeMap<i64, i64> = Default::default();
+        for (t, _) in changes {
+            *per_table.entry(*t).or_default() += 1;
+        }
+        for (t, added) in per_table {
+            tx.execute(
+                "UPDATE philotes.tables SET changes_buffered = changes_buffered + $2,
+                   changes_now = changes_now + $2 WHERE id = $1",
+                &[&t, &added],
+            )
+            .await
+            .map_err(|e| db_error("cannot count buffered changes", e))?;
+        }
         record_pipeline(&tx, pipeline, upto).await?;
         tx.commit()
             .await
@@ -210,7 +223,8 @@ impl ControlDb {
             let at = upto.0 as i64;
             tx.execute(
                 "UPDATE philotes.tables SET buffered = greatest(coalesce(buffered, 0), $2),
-                   changes_buffered = greatest(changes_buffered + $3, 0), updated_at = now() WHERE id = $1",
+                   changes_buffered = greatest(changes_buffered + $3, 0),
+                   changes_now = changes_now + $3, updated_at = now() WHERE id = $1",
                 &[&batch.table, &at, &added],
             )
             .await
@@ -218,7 +232,8 @@ impl ControlDb {
             record_pipeline(&tx, batch.pipeline, upto).await?;
         } else if added != 0 {
             tx.execute(
-                "UPDATE philotes.tables SET changes_buffered = greatest(changes_buffered + $2, 0) WHERE id = $1",
+                "UPDATE philotes.tables SET changes_buffered = greatest(changes_buffered + $2, 0),
+                   changes_now = changes_now + $2 WHERE id = $1",
                 &[&batch.table, &added],
             )
             .await
@@ -269,32 +284,101 @@ impl ControlDb {
         Ok(rows.iter().map(change_of).collect())
     }
 
-    /// Remove `table`'s changes below `lsn` (they are in Iceberg).
+    /// Remove `table`'s changes below `lsn` (they are in Iceberg), counting them off the
+    /// table's `changes_now` in the same statement.
     pub async fn remove_below(&self, table: i64, lsn: Lsn) -> Result<u64> {
         let lsn = lsn.0 as i64;
-        self.client
-            .execute(
-                "DELETE FROM philotes.changes WHERE table_id = $1 AND lsn < $2",
-                &[&table, &lsn],
-            )
-            .await
-            .map_err(|e| db_error("cannot remove committed changes from the buffer", e))
-    }
-
-    /// Changes buffered and not yet removed, for every table of `pipeline`
-    /// (`philotes_buffer_depth`).
-    pub async fn depth(&self, pipeline: &str) -> Result<u64> {
         let row = self
             .client
             .query_one(
-                "SELECT count(*) FROM philotes.changes c JOIN philotes.tables t ON t.id = c.table_id
-                 WHERE t.pipeline = $1",
-                &[&pipeline],
+                "WITH gone AS (DELETE FROM philotes.changes WHERE table_id = $1 AND lsn < $2 RETURNING 1),
+                      n AS (SELECT count(*) AS n FROM gone),
+                      counted AS (UPDATE philotes.tables SET changes_now = changes_now - (SELECT n FROM n)
+                                   WHERE id = $1 AND (SELECT n FROM n) > 0)
+                 SELECT n FROM n",
+                &[&table, &lsn],
             )
             .await
-            .map_err(|e| db_error("cannot measure the buffer", e))?;
-        Ok(row.get::<_, i64>(0) as u64)
+            .map_err(|e| db_error("cannot remove committed changes from the buffer", e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
+
+    /// Changes buffered and not yet removed, for every table of `pipeline`
+    /// (`philotes_buffer_depth`): the sum of the tables' `changes_now`, which every write and
+    /// removal keeps in its own transaction (counting the rows would scan the whole buffer).
+    pub async fn depth(&self, pipeline: &str) -> Result<u64> {
+        let row = self
+            .client
+            .query_one(DEPTH_SQL, &[&pipeline])
+            .await
+            .map_err(|e| db_error("cannot measure the buffer", e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    /// Count `pipeline`'s buffered rows and compare with the counters [`Self::depth`] reads;
+    /// see [`check_depth`].
+    pub async fn check_depth(&mut self, pipeline: &str) -> Result<Option<(u64, u64)>> {
+        check_depth(&mut self.client, pipeline).await
+    }
+}
+
+/// `philotes_buffer_depth` of pipeline `$1`.
+pub const DEPTH_SQL: &str =
+    "SELECT coalesce(sum(changes_now), 0)::bigint FROM philotes.tables WHERE pipeline = $1";
+
+/// Count `pipeline`'s buffered rows and compare with the counters [`ControlDb::depth`] reads.
+/// When they differ (a buffer written by an older release, or edited by hand), set the
+/// counters to the rows, holding the tables' rows so no write lands in between; returns
+/// `(counted, rows)` then. A full scan of the buffer: run it rarely.
+pub async fn check_depth(
+    client: &mut tokio_postgres::Client,
+    pipeline: &str,
+) -> Result<Option<(u64, u64)>> {
+    let row = client
+        .query_one(
+            "SELECT coalesce((SELECT sum(changes_now) FROM philotes.tables WHERE pipeline = $1), 0)::bigint,
+                    (SELECT count(*) FROM philotes.changes c JOIN philotes.tables t ON t.id = c.table_id
+                      WHERE t.pipeline = $1)",
+            &[&pipeline],
+        )
+        .await
+        .map_err(|e| db_error("cannot count the buffer", e))?;
+    let (counted, rows): (i64, i64) = (row.get(0), row.get(1));
+    if counted == rows {
+        return Ok(None);
+    }
+    // Writers change a table's rows and its counter in one transaction, the counter last
+    // or in the same statement: with every table's row locked, a write not yet committed
+    // is invisible to the count and adjusts the counter after this one commits.
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| db_error("cannot begin counting the buffer", e))?;
+    tx.execute(
+        "SELECT id FROM philotes.tables WHERE pipeline = $1 ORDER BY id FOR UPDATE",
+        &[&pipeline],
+    )
+    .await
+    .map_err(|e| db_error("cannot lock the tables to count the buffer", e))?;
+    tx.execute(
+        "UPDATE philotes.tables t SET changes_now =
+             (SELECT count(*) FROM philotes.changes c WHERE c.table_id = t.id)
+         WHERE t.pipeline = $1",
+        &[&pipeline],
+    )
+    .await
+    .map_err(|e| db_error("cannot correct the buffer's counters", e))?;
+    let now = tx
+        .query_one(DEPTH_SQL, &[&pipeline])
+        .await
+        .map_err(|e| db_error("cannot measure the buffer", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| db_error("cannot correct the buffer's counters", e))?;
+    Ok(Some((
+        counted.max(0) as u64,
+        now.get::<_, i64>(0).max(0) as u64,
+    )))
 }
 
 /// One table's changes for [`ControlDb::write_table`].

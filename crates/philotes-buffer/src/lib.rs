@@ -18,7 +18,7 @@ pub mod sealed;
 pub mod specs;
 pub mod tables;
 
-pub use buffer::{BufferedChange, TableBatch, decode_row, encode_row};
+pub use buffer::{BufferedChange, DEPTH_SQL, TableBatch, check_depth, decode_row, encode_row};
 pub use migrate::{MIGRATIONS, Migrated, migrate};
 pub use pool::Pool;
 pub use tables::{DeadLetterRow, NewDeadLetter, Relation, RelationAt, TableRow};

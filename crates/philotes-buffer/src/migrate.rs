@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "table_progress",
         sql: include_str!("../migrations/0008_table_progress.sql"),
     },
+    Migration {
+        version: 9,
+        name: "buffered_now",
+        sql: include_str!("../migrations/0009_buffered_now.sql"),
+    },
 ];
 
 /// The key of the advisory lock migrations hold (`philotes` in ASCII).

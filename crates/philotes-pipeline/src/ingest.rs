@@ -137,6 +137,10 @@ pub(crate) struct Shared {
 /// backoff capped at 30 s).
 const BUFFER_ATTEMPTS: u32 = 30;
 
+/// How often ingest counts the buffer's rows to check the counters its depth is read from (a
+/// scan of the whole buffer: rare).
+const CHECK_DEPTH_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Measure the buffer every second (`philotes_buffer_depth`) on a connection of its own, and
 /// hold the stream while it is at `buffer_high_rows` or more, until it is down to
 /// `buffer_low_rows`. Ends when the returned handle is dropped.
@@ -153,15 +157,28 @@ async fn backpressure(
         let mut failing = false;
         // Held for a full buffer, and held because an operator paused the pipeline.
         let (mut full, mut paused) = (false, false);
+        let mut checked: Option<std::time::Instant> = None;
         loop {
             if client.is_closed()
                 && let Ok(c) = conn.connect().await
             {
                 client = c;
             }
+            if checked.is_none_or(|t| t.elapsed() >= CHECK_DEPTH_EVERY) {
+                checked = Some(std::time::Instant::now());
+                match philotes_buffer::check_depth(&mut client, &pipeline).await {
+                    Ok(None) => {}
+                    Ok(Some((counted, rows))) => tracing::warn!(
+                        counted,
+                        rows,
+                        "the buffer's counters disagreed with its rows (was it written by an older release, or edited by hand?): they are set to the rows now"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot count the buffer's rows"),
+                }
+            }
             let depth = client
                 .query_one(
-                    "SELECT (SELECT count(*) FROM philotes.changes c JOIN philotes.tables t ON t.id = c.table_id WHERE t.pipeline = $1),
+                    "SELECT (SELECT coalesce(sum(changes_now), 0)::bigint FROM philotes.tables WHERE pipeline = $1),
                             coalesce((SELECT desired = 'paused' FROM philotes.pipeline_specs WHERE slot = $1), false)",
                     &[&pipeline],
                 )
