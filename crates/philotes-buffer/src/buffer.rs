@@ -248,7 +248,7 @@ impl ControlDb {
     /// Up to `limit` buffered changes of `table` from `(lsn, seq)` on and below `below`, in
     /// source order.
     pub async fn read_range(
-        &self,
+        &mut self,
         table: i64,
         from: (Lsn, i32),
         below: Lsn,
@@ -256,29 +256,50 @@ impl ControlDb {
     ) -> Result<Vec<BufferedChange>> {
         let lsn = from.0.0 as i64;
         let below = below.0 as i64;
-        let rows = self
-            .client
-            .query(
-                "SELECT lsn, seq, ts_us, op, data FROM philotes.changes
-                 WHERE table_id = $1 AND (lsn, seq) >= ($2, $3) AND lsn < $4
-                 ORDER BY lsn, seq LIMIT $5",
-                &[&table, &lsn, &from.1, &below, &limit],
-            )
-            .await
-            .map_err(|e| db_error("cannot read buffered changes", e))?;
-        Ok(rows.iter().map(change_of).collect())
+        self.read_in_order(
+            "SELECT lsn, seq, ts_us, op, data FROM philotes.changes
+             WHERE table_id = $1 AND (lsn, seq) >= ($2, $3) AND lsn < $4
+             ORDER BY lsn, seq LIMIT $5",
+            &[&table, &lsn, &from.1, &below, &limit],
+        )
+        .await
     }
 
     /// Up to `limit` buffered changes of `table` at or after `from`, in source order.
-    pub async fn read(&self, table: i64, from: Lsn, limit: i64) -> Result<Vec<BufferedChange>> {
+    pub async fn read(&mut self, table: i64, from: Lsn, limit: i64) -> Result<Vec<BufferedChange>> {
         let from = from.0 as i64;
-        let rows = self
+        self.read_in_order(
+            "SELECT lsn, seq, ts_us, op, data FROM philotes.changes
+             WHERE table_id = $1 AND lsn >= $2 ORDER BY lsn, seq LIMIT $3",
+            &[&table, &from, &limit],
+        )
+        .await
+    }
+
+    /// Run a page read of the buffer as a walk of its primary key in order. The buffer fills
+    /// and drains faster than statistics follow: with the few rows its last `ANALYZE` saw, the
+    /// planner fetches *every* row of the table into a bitmap and sorts them for each page of
+    /// 5,000 — 84 ms a page at 300,000 buffered rows against 1.2 ms for the index walk, and a
+    /// drain slower the deeper the buffer. So the read runs with bitmap and sequential scans
+    /// off, for itself only (`SET LOCAL`).
+    async fn read_in_order(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<BufferedChange>> {
+        let tx = self
             .client
-            .query(
-                "SELECT lsn, seq, ts_us, op, data FROM philotes.changes
-                 WHERE table_id = $1 AND lsn >= $2 ORDER BY lsn, seq LIMIT $3",
-                &[&table, &from, &limit],
-            )
+            .transaction()
+            .await
+            .map_err(|e| db_error("cannot read buffered changes", e))?;
+        tx.batch_execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off")
+            .await
+            .map_err(|e| db_error("cannot read buffered changes", e))?;
+        let rows = tx
+            .query(sql, params)
+            .await
+            .map_err(|e| db_error("cannot read buffered changes", e))?;
+        tx.commit()
             .await
             .map_err(|e| db_error("cannot read buffered changes", e))?;
         Ok(rows.iter().map(change_of).collect())
