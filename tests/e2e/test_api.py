@@ -795,7 +795,9 @@ def test_people_log_in_with_a_cookie_guarded_against_csrf_and_guessing(api, sour
     token = cookie.split("=", 1)[1]
     assert api.db("SELECT count(*) FROM philotes.sessions WHERE id_sha256 = sha256(%s::bytea)", (token.encode(),)) == [(1,)]
     me = api.call("GET", "/api/v1/auth/me", headers=session_headers(cookie))[2]
-    assert me == {"actor": "user:ada", "scope": "operate"}
+    # A page loaded after the login reads the session's CSRF token here; a key gets none.
+    assert me == {"actor": "user:ada", "scope": "operate", "csrf_token": session["csrf_token"]}
+    assert "csrf_token" not in api.call("GET", "/api/v1/auth/me", key=admin)[2]
     assert api.call("GET", f"/api/v1/pipelines/{pid}", headers=session_headers(cookie))[0] == 200
     # A change with the cookie alone (what a forged cross-site form sends) is refused.
     b = problem(*api.call("POST", f"/api/v1/pipelines/{pid}/start", headers=session_headers(cookie)), 403)

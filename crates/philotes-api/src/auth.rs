@@ -60,6 +60,8 @@ pub struct Actor {
     pub scope: Scope,
     /// The peer's address.
     pub remote: Option<String>,
+    /// The session's CSRF token, when the caller came with the session cookie.
+    pub csrf: Option<String>,
 }
 
 /// A new key: shown once, then only its hash is kept.
@@ -163,6 +165,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             name,
             scope,
             remote,
+            csrf: Some(csrf),
         }
     } else {
         return ApiError::unauthenticated(

@@ -98,6 +98,7 @@ impl AppState {
             name: format!("key:{id}"),
             scope: key.scope,
             remote,
+            csrf: None,
         }))
     }
 }

@@ -276,6 +276,7 @@ pub async fn create_in(
         name: "cli".into(),
         scope: Scope::Admin,
         remote: None,
+        csrf: None,
     };
     let made = insert(&mut db.client, &cli, username, role, &hash, None)
         .await
@@ -620,6 +621,10 @@ pub struct Me {
     /// `user:<name>` or `key:<id>`.
     pub actor: String,
     pub scope: Scope,
+    /// With the session cookie: the session's CSRF token, so a page loaded after the login
+    /// can make changes (another site cannot read this answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 /// A new session.
@@ -741,6 +746,7 @@ pub async fn login(
         name: format!("user:{}", b.username),
         scope: role.scope(),
         remote: remote.clone(),
+        csrf: None,
     };
     audit(
         &tx,
@@ -850,5 +856,6 @@ pub async fn me(axum::Extension(actor): axum::Extension<Actor>) -> Json<Me> {
     Json(Me {
         actor: actor.name,
         scope: actor.scope,
+        csrf_token: actor.csrf,
     })
 }
