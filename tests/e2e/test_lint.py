@@ -56,7 +56,12 @@ def test_actionlint_finds_nothing_in_the_workflows():
     # CI runs exactly the README's test command, then builds the image, pushed from main only.
     assert any(s.strip() == "bash .ci/run" for s in steps("ci", "test"))
     build = next(s for s in wf["ci"]["jobs"]["image"]["steps"] if s.get("uses", "").startswith("docker/build-push-action"))
-    assert build["with"]["file"] == "deployments/docker/Dockerfile" and "push" in build["with"]["push"]
+    assert build["with"]["file"] == "${{ matrix.image.file }}" and "push" in build["with"]["push"]
+    # Both images: the binary's (every role) and the dashboard's, each from its own context.
+    images = {(m["name"], m["context"], m["file"]) for m in wf["ci"]["jobs"]["image"]["strategy"]["matrix"]["image"]}
+    assert images == {("philotes", ".", "deployments/docker/Dockerfile"),
+                      ("philotes-dashboard", "web", "deployments/docker/Dockerfile.dashboard")}, images
+    assert wf["release"]["jobs"]["image"]["strategy"] == wf["ci"]["jobs"]["image"]["strategy"]
     # A release: both architectures, the chart as OCI, notes.
     rel = wf["release"]["jobs"]
     assert {m["target"] for m in rel["binaries"]["strategy"]["matrix"]["include"]} == {"x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"}
