@@ -15,6 +15,7 @@
 #   PHILOTES_API_LISTEN      where the API listens (default 127.0.0.1:8080)
 #   PHILOTES_LOCAL_PG_PORT   the local PostgreSQL's port (default 54329)
 #   PHILOTES_ADMIN_PASSWORD  the admin's password (default: made, and kept in DATA_DIR/admin.password)
+#   PHILOTES_DASHBOARD_PORT  where --no-docker serves the dashboard when web/ is built (default 3001)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 say() { echo "setup-local: $*"; }
@@ -49,6 +50,7 @@ if [[ "${1:-}" != "--no-docker" ]]; then
   fi
   cat <<MSG
 setup-local: ready.
+  Philotes console    http://localhost:3001          (user admin, password PHILOTES_ADMIN_PASSWORD of .env)
   Philotes API        http://localhost:8080/api/v1   (docs: /api/v1/docs; admin key in $dir/.admin.key; user admin, password PHILOTES_ADMIN_PASSWORD of .env)
   Grafana             http://localhost:3000          (admin, GRAFANA_ADMIN_PASSWORD of .env)
   Prometheus          http://localhost:9091          Alertmanager  http://localhost:9093
@@ -140,6 +142,16 @@ if ! "$bin" source list -o json | grep -q '"name": *"shop"'; then
   "$bin" pipeline start 1 >/dev/null
   say "added the source shop and the pipeline shop, started"
 fi
+# The dashboard, when it is built (cd web && npm ci && npm run build) and Node.js is here.
+dashboard="not built: cd web && npm ci && npm run build, then start setup-local.sh again"
+server="$root/web/.next/standalone/server.js"
+if [[ -f "$server" ]] && command -v node >/dev/null; then
+  dash_port=${PHILOTES_DASHBOARD_PORT:-3001}
+  (cd "$(dirname "$server")" && PORT=$dash_port HOSTNAME=127.0.0.1 PHILOTES_API_URL="http://$listen" NEXT_TELEMETRY_DISABLED=1 \
+    exec node server.js) > "$data/dashboard.log" 2>&1 &
+  pids+=($!)
+  dashboard="http://127.0.0.1:$dash_port   (user admin)"
+fi
 lake="$data/platform/pipelines/philotes_shop"
 for _ in $(seq 1 900); do
   streaming=$("$bin" pipeline status 1 -o json 2>/dev/null | grep -c '"state": *"streaming"' || true)
@@ -149,6 +161,7 @@ for _ in $(seq 1 900); do
 done
 cat <<MSG
 setup-local: ready.
+  dashboard           $dashboard
   API                 http://$listen/api/v1        (docs: http://$listen/api/v1/docs, spec: http://$listen/api/v1/openapi.json)
   admin user          admin   (password in $data/admin.password)
   API key             in $data/platform/admin.key

@@ -7,49 +7,27 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 venv=${PHILOTES_TEST_VENV:-$root/.venv}
 
 pg_bin() { find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1; }
-if [[ -z "$(pg_bin)" || ! -x "$(pg_bin)/initdb" ]]; then
-  echo "test-env: installing PostgreSQL 15 from apt"
+# What comes from Debian, each for a reason, installed in one apt run (apt starts no service):
+missing=()
+# PostgreSQL 15: every test's source and control database, and pg_recvlogical for the benchmark.
+[[ -n "$(pg_bin)" && -x "$(pg_bin)/initdb" ]] || missing+=(postgresql-15)
+# A real Prometheus scrapes the roles in the metrics tests.
+command -v prometheus >/dev/null || missing+=(prometheus)
+# amtool checks the Alertmanager example (deployments/monitoring/).
+command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+# A real browser for the dashboard's end-to-end tests, driven by Playwright (test tools cannot
+# download their own browsers here).
+command -v chromium >/dev/null || missing+=(chromium)
+# The scripts in deployments/ are linted by ShellCheck.
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+if (( ${#missing[@]} )); then
+  echo "test-env: installing from apt: ${missing[*]}"
   sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-15 >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "test-env: PostgreSQL binaries in $(pg_bin)"
-
-# A real Prometheus scrapes the roles in the metrics tests (apt starts no service).
-if ! command -v prometheus >/dev/null; then
-  echo "test-env: installing Prometheus from apt"
-  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
-echo "test-env: Prometheus at $(command -v prometheus)"
-
-# A real browser for the dashboard's end-to-end tests: Debian's Chromium, driven by Playwright
-# (test tools cannot download their own browsers here).
-if ! command -v chromium >/dev/null; then
-  echo "test-env: installing Chromium from apt"
-  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
-echo "test-env: Chromium at $(command -v chromium)"
-
-# The scripts in deployments/ are linted by ShellCheck.
-if ! command -v shellcheck >/dev/null; then
-  echo "test-env: installing shellcheck from apt"
-  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
-fi
-
-# amtool checks the Alertmanager example (deployments/monitoring/).
-if ! command -v amtool >/dev/null; then
-  echo "test-env: installing Alertmanager (amtool) from apt"
-  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
-fi
-echo "test-env: amtool at $(command -v amtool)"
+echo "test-env: Prometheus at $(command -v prometheus), amtool at $(command -v amtool), Chromium at $(command -v chromium)"
 
 if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$root/tests/e2e/requirements.txt" "$venv/.requirements"; then
   echo "test-env: creating the Python virtualenv $venv (pyiceberg, pyarrow, psycopg, pytest, moto)"

@@ -219,6 +219,8 @@ def test_a_source_from_create_to_delete(api, source):
     assert by_name["orders"]["has_primary_key"] and "problem" not in by_name["orders"]
     assert by_name["orders"]["estimated_rows"] == 1000 and by_name["orders"]["total_bytes"] > 0
     assert "REPLICA IDENTITY FULL" in by_name["events"]["problem"]
+    assert by_name["events"]["fix"].endswith("REPLICA IDENTITY FULL") and "events" in by_name["events"]["fix"]
+    assert "fix" not in by_name["orders"]
     # A wrong password is a failed `connect` check, not an error of the API.
     source.sql("ALTER ROLE rep NOLOGIN")
     s, _, test = api.call("POST", f"/api/v1/sources/{sid}/test", key=operate)
@@ -255,6 +257,9 @@ def test_a_source_with_wal_level_replica_is_told_the_fix(api, tmp_path):
         assert [ch["name"] for ch in failed] == ["wal_level"]
         assert "wal_level = replica" in failed[0]["message"] and "wal_level = logical" in failed[0]["message"]
         assert "restart" in failed[0]["message"]
+        # The statement that fixes it, on its own (the dashboard offers it to copy).
+        assert failed[0]["fix"] == "ALTER SYSTEM SET wal_level = logical", failed[0]
+        assert all("fix" not in ch for ch in test["checks"] if ch["ok"]), test
     finally:
         c.stop()
 

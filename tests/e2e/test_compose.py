@@ -40,7 +40,7 @@ def test_the_stack_starts_in_order_with_pinned_images_and_its_secrets_from_env()
     text, doc = load()
     services = doc["services"]
     assert {"source", "control-db", "s3", "lakekeeper", "trino", "prometheus", "alertmanager", "grafana",
-            "philotes-migrate", "philotes-api", "philotes-ingest", "philotes-worker"} <= set(services)
+            "philotes-migrate", "philotes-api", "philotes-ingest", "philotes-worker", "philotes-dashboard"} <= set(services)
     one_shot = set()
     for name, s in services.items():
         for dep, cond in (s.get("depends_on") or {}).items():
@@ -55,7 +55,7 @@ def test_the_stack_starts_in_order_with_pinned_images_and_its_secrets_from_env()
         if name not in one_shot:
             # A long-running service says when it is ready (the philotes image's HEALTHCHECK
             # is its own `philotes healthcheck`).
-            assert "healthcheck" in s or image == "philotes:local", f"{name} has no health check"
+            assert "healthcheck" in s or image in ("philotes:local", "philotes-dashboard:local"), f"{name} has no health check"
         for port in s.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond this machine"
         for vol in s.get("volumes", []):
@@ -67,6 +67,11 @@ def test_the_stack_starts_in_order_with_pinned_images_and_its_secrets_from_env()
         assert s["read_only"] is True and s["build"]["dockerfile"] == "deployments/docker/Dockerfile", name
         assert s["environment"]["PHILOTES_BUFFER_URL"].startswith("postgres://philotes:${CONTROL_DB_PASSWORD:?")
     assert services["philotes-worker"]["deploy"]["replicas"] == 2
+    # The console: its own image (whose HEALTHCHECK is shell-free), read-only, after the API.
+    dash = services["philotes-dashboard"]
+    assert (DOCKER / dash["build"]["context"] / dash["build"]["dockerfile"]).resolve() == (DOCKER / "Dockerfile.dashboard").resolve()
+    assert dash["read_only"] is True and dash["environment"]["PHILOTES_API_URL"] == "http://philotes-api:8080"
+    assert dash["depends_on"] == {"philotes-api": {"condition": "service_healthy"}}
     assert services["philotes-ingest"]["command"] == ["ingest", "--managed"]
     assert "wal_level=logical" in services["source"]["command"]
     # Every variable the file needs is in .env.example, and no secret is written in the file.

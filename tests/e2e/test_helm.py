@@ -75,7 +75,7 @@ def test_every_object_is_valid_kubernetes(values_file, tmp_path):
 def test_every_pod_runs_non_root_read_only_with_probes(values_file):
     objects = render(values_file)
     pods = [(o["metadata"]["name"], o["spec"]["template"]["spec"]) for o in objects if o["kind"] in ("Deployment", "Job")]
-    assert len(pods) == 4, [n for n, _ in pods]
+    assert len(pods) == 5, [n for n, _ in pods]
     for name, spec in pods:
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 65532, name
@@ -88,6 +88,14 @@ def test_every_pod_runs_non_root_read_only_with_probes(values_file):
             assert not [e for e in c.get("env", []) if "value" in e and "postgres://" in str(e["value"])], name
             if name.endswith("-migrate"):
                 assert c["args"] == ["migrate"]
+                continue
+            if name.endswith("-dashboard"):
+                # The console: its own image; ready when the API answers; nothing but the API's address.
+                assert c["image"].startswith("ghcr.io/philotes/philotes-dashboard:"), c["image"]
+                assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+                env = {e["name"]: e["value"] for e in c["env"]}
+                assert env["PHILOTES_API_URL"] == "http://philotes-api:8080", env
+                assert not spec["automountServiceAccountToken"]
                 continue
             assert c["livenessProbe"]["httpGet"]["path"] == "/healthz", name
             assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", name
@@ -122,7 +130,7 @@ def test_keda_scales_workers_on_the_buffer_depth_and_an_hpa_stands_in_without_it
 def test_network_policies_allow_only_what_each_role_needs():
     objects = render()
     policies = by_kind(objects, "NetworkPolicy")
-    assert set(policies) == {"philotes-ingest", "philotes-worker", "philotes-api"}
+    assert set(policies) == {"philotes-ingest", "philotes-worker", "philotes-api", "philotes-dashboard"}
 
     def egress_ports(p):
         return sorted({port["port"] for rule in p["spec"]["egress"] for port in rule["ports"]})
@@ -134,11 +142,24 @@ def test_network_policies_allow_only_what_each_role_needs():
     assert {"ipBlock": {"cidr": "10.0.0.0/8"}} not in worker_peers, "workers never reach the source"
     for name, p in policies.items():
         assert p["spec"]["policyTypes"] == ["Ingress", "Egress"], name
+        if name == "philotes-dashboard":
+            continue  # no metrics port (below)
         scrape = p["spec"]["ingress"][0]
         assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
     api_from = policies["philotes-api"]["spec"]["ingress"][1]
     assert api_from["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert len(policies["philotes-worker"]["spec"]["ingress"]) == 1, "nothing but Prometheus reaches a worker"
+    # The dashboard: reached from the ingress controller, reaching only the API's pods.
+    dash = policies["philotes-dashboard"]["spec"]
+    assert egress_ports(policies["philotes-dashboard"]) == [53, 8080]
+    assert dash["egress"][1]["to"] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "philotes", "app.kubernetes.io/instance": "philotes", "app.kubernetes.io/component": "api"}}}]
+    assert dash["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+                                "ports": [{"port": "http", "protocol": "TCP"}]}]
+    # The API lets the dashboard's pods in.
+    assert api_from["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "dashboard"
+    assert not any(p["metadata"]["name"] == "philotes-dashboard"
+                   for p in by_kind(render(extra={"dashboard": {"enabled": False}}), "NetworkPolicy").values())
 
 
 def test_secrets_come_from_a_secret_or_from_vault_never_from_values():
@@ -183,6 +204,7 @@ def test_the_values_schema_refuses_wrong_types_and_unknown_keys():
     chart = helm().Chart.load(str(CHART))
     for bad in ({"worker": {"replicas": "two"}}, {"workers": {"replicas": 2}},
                 {"api": {"port": 70000}}, {"image": {"pullPolicy": "Sometimes"}},
+                {"dashboard": {"replicas": -1}}, {"dashboard": {"image": {"registry": "x"}}},
                 {"networkPolicy": {"source": {"peers": [], "port": 5432}}}):
         with pytest.raises(Exception) as e:
             chart.render(bad, name="philotes", namespace="data", is_install=True)

@@ -24,11 +24,22 @@ class Db:
         self.conn = psycopg.connect(url, autocommit=True)
 
 
-def start(data, api_port, pg_port, log):
+def start(data, api_port, pg_port, log, dashboard_port=None):
+    dashboard_port = dashboard_port or free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PHILOTES_")}, "PHILOTES_BIN": str(BINARY),
            "PHILOTES_API_LISTEN": f"127.0.0.1:{api_port}", "PHILOTES_LOCAL_PG_PORT": str(pg_port)}
+    env["PHILOTES_DASHBOARD_PORT"] = str(dashboard_port)
     return subprocess.Popen(["bash", str(ROOT / "deployments" / "scripts" / "setup-local.sh"), "--no-docker", str(data)],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+
+def ready_status(url):
+    try:
+        return urllib.request.urlopen(f"{url}/readyz", timeout=5).status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
 
 
 def test_setup_local_without_docker_runs_the_platform_with_a_replicating_sample(tmp_path):
@@ -41,6 +52,12 @@ def test_setup_local_without_docker_runs_the_platform_with_a_replicating_sample(
         for url in (f"http://127.0.0.1:{api_port}/api/v1/docs", f"http://127.0.0.1:{api_port}/api/v1/openapi.json"):
             assert url in out
             assert urllib.request.urlopen(url, timeout=10).status == 200
+        # The dashboard (built by the suite's dashboard step) serves and reaches the API.
+        if (ROOT / "web" / ".next" / "standalone" / "server.js").exists():
+            dash = next(line for line in out.splitlines() if line.strip().startswith("dashboard"))
+            url = dash.split()[1]
+            assert url.startswith("http://127.0.0.1:"), dash
+            wait_for("the dashboard", lambda: ready_status(url) == 200, timeout=60)
         # Every route but health wants a key; the key it made is an admin's.
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/v1/sources", timeout=10)

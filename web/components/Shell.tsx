@@ -113,6 +113,14 @@ export default function Shell({ children }: { children: ReactNode }) {
           <Link href="/" aria-current={path === "/" ? "page" : undefined}>
             Overview
           </Link>
+          <Link href="/sources" aria-current={path.startsWith("/sources") ? "page" : undefined}>
+            Sources
+          </Link>
+          {me.scope === "admin" && (
+            <Link href="/settings" aria-current={path.startsWith("/settings") ? "page" : undefined}>
+              Settings
+            </Link>
+          )}
         </nav>
         <span className="who">
           {me.actor.replace(/^user:/, "")} ({me.scope})

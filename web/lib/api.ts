@@ -100,6 +100,14 @@ export class Client {
   post<T>(path: string, body?: unknown): Promise<T> {
     return this.call<T>("POST", path, body);
   }
+
+  patch<T>(path: string, body: unknown): Promise<T> {
+    return this.call<T>("PATCH", path, body);
+  }
+
+  delete<T>(path: string): Promise<T> {
+    return this.call<T>("DELETE", path);
+  }
 }
 
 function problemOf(status: number, json: unknown, text: string): ApiError {
@@ -151,6 +159,7 @@ export interface TableStatus {
   buffered_changes: number;
   lag_seconds: number;
   rows_copied: number;
+  copy_started_at: string | null;
   source_rows_estimate: number | null;
   changes_in_lake: number;
   last_commit_at: string | null;
@@ -193,4 +202,134 @@ export interface Session {
   role: string;
   csrf_token: string;
   expires_at: string;
+}
+
+export interface DifferentRow {
+  key: string;
+  columns: string[];
+}
+
+export interface TableReport {
+  table: string;
+  status: "match" | "different" | "not_verified";
+  source_rows: number;
+  lake_rows: number;
+  missing: number;
+  extra: number;
+  different: number;
+  first_missing: string[];
+  first_extra: string[];
+  first_different: DifferentRow[];
+  reason?: string | null;
+}
+
+export interface VerifyReport {
+  lsn: string;
+  status: "match" | "different" | "not_verified";
+  tables: TableReport[];
+}
+
+export interface VerifyRun {
+  id: number;
+  tables: string[];
+  requested_at: string;
+  requested_by: string;
+  started_at: string | null;
+  finished_at: string | null;
+  state: "pending" | "running" | "done" | "failed";
+  outcome: string | null;
+  report: VerifyReport | null;
+  error: string | null;
+}
+
+export interface DeadLetter {
+  id: number;
+  table: string;
+  lsn: string;
+  position: number | null;
+  op: string;
+  column: string | null;
+  error: string;
+  row: Record<string, unknown>;
+  time: string;
+  state: "open" | "skipped" | "retried";
+  note: string | null;
+}
+
+/** Path segment of an id taken from the page's URL (never a path of its own). */
+export function idPath(id: string | number): string {
+  return encodeURIComponent(String(id));
+}
+
+export interface Source {
+  id: number;
+  name: string;
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  has_password: boolean;
+  sslmode: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  message?: string;
+  fix?: string;
+}
+
+export interface SourceTest {
+  ok: boolean;
+  checks: Check[];
+}
+
+export interface SourceTable {
+  schema: string;
+  name: string;
+  replica_identity: string;
+  has_primary_key: boolean;
+  estimated_rows: number;
+  total_bytes: number;
+  partitioned: boolean;
+  problem?: string;
+  fix?: string;
+}
+
+export type Scope = "read" | "operate" | "admin";
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  scope: Scope;
+  created_at: string;
+  created_by: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface ApiKeyCreated {
+  key: ApiKey;
+  token: string;
+}
+
+export interface User {
+  id: number;
+  username: string;
+  role: "viewer" | "operator" | "admin";
+  created_at: string;
+  last_login_at: string | null;
+  disabled_at: string | null;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  resource: string;
+  remote: string | null;
+  detail: unknown;
 }

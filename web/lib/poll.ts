@@ -1,8 +1,10 @@
 "use client";
 // Data that refreshes by itself: load now, then every `everyMs`, without a page reload. A
-// failed refresh keeps the last good data and shows the error beside it.
+// failed refresh keeps the last good data and shows the error beside it. A new `load` (pass
+// a stable one: useCallback, or a module function) starts over at once, as when a chart's
+// range changes.
 
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 
 export interface Polled<T> {
   data: T | undefined;
@@ -15,8 +17,6 @@ export function usePoll<T>(load: () => Promise<T>, everyMs = 5000): Polled<T> {
   const [data, setData] = useState<T>();
   const [error, setError] = useState<Error>();
   const [loading, setLoading] = useState(true);
-  const loadRef = useRef(load);
-  loadRef.current = load;
   const [tick, setTick] = useState(0);
   const reload = useCallback(() => setTick((t) => t + 1), []);
 
@@ -25,7 +25,7 @@ export function usePoll<T>(load: () => Promise<T>, everyMs = 5000): Polled<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const run = async () => {
       try {
-        const d = await loadRef.current();
+        const d = await load();
         if (!live) return;
         setData(d);
         setError(undefined);
@@ -44,7 +44,7 @@ export function usePoll<T>(load: () => Promise<T>, everyMs = 5000): Polled<T> {
       live = false;
       if (timer) clearTimeout(timer);
     };
-  }, [everyMs, tick]);
+  }, [load, everyMs, tick]);
 
   return { data, error, loading, reload };
 }

@@ -23,7 +23,7 @@ describe("what needs a person", () => {
   it("a stopped table, with its reason", () => {
     const s = status({
       tables: [{ name: "public.orders", state: "stopped", stopped_reason: "cannot convert a value", buffered_changes: 3,
-        lag_seconds: 0, rows_copied: 0, source_rows_estimate: null, changes_in_lake: 0, last_commit_at: null }],
+        lag_seconds: 0, rows_copied: 0, copy_started_at: null, source_rows_estimate: null, changes_in_lake: 0, last_commit_at: null }],
     });
     expect(attentionOf(pipeline, s)).toEqual([
       { pipeline: "shop", pipelineId: 7, severity: "critical", what: "table public.orders stopped: cannot convert a value" },

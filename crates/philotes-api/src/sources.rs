@@ -451,6 +451,10 @@ pub struct Check {
     /// For a failed check: the problem and its fix, as `philotes run` says it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For a failed check that one statement fixes: that statement, to run as a superuser on
+    /// the source (`message` says what else it needs, such as a restart).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -515,6 +519,7 @@ pub async fn test(
                     name: "connect".into(),
                     ok: false,
                     message: Some(message),
+                    fix: None,
                 }],
             }));
         }
@@ -523,17 +528,20 @@ pub async fn test(
         name: "connect".into(),
         ok: true,
         message: None,
+        fix: None,
     }];
     match philotes_source_postgres::preflight::server_checks(&client, "philotes").await {
         Ok(found) => checks.extend(found.into_iter().map(|c| Check {
             name: c.name.into(),
             ok: c.problem.is_none(),
             message: c.problem.map(|p| p.to_string()),
+            fix: c.fix,
         })),
         Err(e) => checks.push(Check {
             name: "preflight".into(),
             ok: false,
             message: Some(e.to_string()),
+            fix: None,
         }),
     }
     Ok(Json(SourceTest {
@@ -559,6 +567,9 @@ pub struct SourceTable {
     /// Why its updates and deletes could not be replicated, with the fix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// With a problem: the statement that fixes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/sources/{id}/tables", tag = "sources",
@@ -584,6 +595,9 @@ pub async fn tables(
                     t.has_primary_key,
                 )
                 .map(|e| e.to_string());
+                let fix = problem
+                    .is_some()
+                    .then(|| philotes_source_postgres::preflight::identity_fix(&t.name));
                 SourceTable {
                     schema: t.name.schema.clone(),
                     name: t.name.name.clone(),
@@ -593,6 +607,7 @@ pub async fn tables(
                     total_bytes: t.total_bytes,
                     partitioned: t.partitioned,
                     problem,
+                    fix,
                 }
             })
             .collect(),

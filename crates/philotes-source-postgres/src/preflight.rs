@@ -29,6 +29,9 @@ pub struct ServerCheck {
     /// `replication_slots`, `wal_senders`.
     pub name: &'static str,
     pub problem: Option<Error>,
+    /// For a failed check that a statement fixes: that statement, to run as a superuser on the
+    /// source (the problem's words say what else it needs, such as a restart).
+    pub fix: Option<String>,
 }
 
 /// Every server-wide check `run` makes before it starts, each with its outcome (the same
@@ -47,7 +50,9 @@ pub async fn server_checks(
                       - (SELECT count(*) FROM pg_replication_slots)::int,
                     EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1),
                     current_setting('max_wal_senders')::int
-                      - (SELECT count(*) FROM pg_stat_replication)::int",
+                      - (SELECT count(*) FROM pg_stat_replication)::int,
+                    current_setting('max_replication_slots')::int,
+                    current_setting('max_wal_senders')::int",
             &[&slot],
         )
         .await
@@ -59,25 +64,38 @@ pub async fn server_checks(
     let free_slots: i32 = row.get(4);
     let slot_exists: bool = row.get(5);
     let free_senders: i32 = row.get(6);
-    let check = |name, failed: bool, problem: &dyn Fn() -> String| ServerCheck {
-        name,
-        problem: failed.then(|| setup(problem())),
-    };
+    let (max_slots, max_senders): (i32, i32) = (row.get(7), row.get(8));
+    let check =
+        |name, failed: bool, problem: &dyn Fn() -> String, fix: Option<String>| ServerCheck {
+            name,
+            problem: failed.then(|| setup(problem())),
+            fix: fix.filter(|_| failed),
+        };
     // One temporary slot for the consistent snapshot, plus the pipeline's own if it is new.
     let needed = if slot_exists { 1 } else { 2 };
     Ok(vec![
-        check("version", version < 140000, &|| {
-            format!(
-                "the source runs PostgreSQL {}.{}; Philotes needs PostgreSQL 14 or newer",
-                version / 10000,
-                version % 10000 / 100
-            )
-        }),
-        check("wal_level", wal_level != "logical", &|| {
-            format!(
-                "the source has wal_level = {wal_level}; set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
-            )
-        }),
+        check(
+            "version",
+            version < 140000,
+            &|| {
+                format!(
+                    "the source runs PostgreSQL {}.{}; Philotes needs PostgreSQL 14 or newer",
+                    version / 10000,
+                    version % 10000 / 100
+                )
+            },
+            None,
+        ),
+        check(
+            "wal_level",
+            wal_level != "logical",
+            &|| {
+                format!(
+                    "the source has wal_level = {wal_level}; set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
+                )
+            },
+            Some("ALTER SYSTEM SET wal_level = logical".into()),
+        ),
         check(
             "replication_privilege",
             can_replicate != Some(true),
@@ -87,17 +105,37 @@ pub async fn server_checks(
                     philotes_core::change::quote_ident(&user)
                 )
             },
+            Some(format!(
+                "ALTER ROLE {} WITH REPLICATION",
+                philotes_core::change::quote_ident(&user)
+            )),
         ),
-        check("replication_slots", free_slots < needed, &|| {
-            format!(
-                "the source has {free_slots} free replication slot(s), Philotes needs {needed}; raise max_replication_slots in postgresql.conf and restart, or drop unused slots (SELECT pg_drop_replication_slot(name))"
-            )
-        }),
-        check("wal_senders", free_senders < 2, &|| {
-            format!(
-                "the source has {free_senders} free WAL sender(s), Philotes needs 2; raise max_wal_senders in postgresql.conf and restart"
-            )
-        }),
+        check(
+            "replication_slots",
+            free_slots < needed,
+            &|| {
+                format!(
+                    "the source has {free_slots} free replication slot(s), Philotes needs {needed}; raise max_replication_slots in postgresql.conf and restart, or drop unused slots (SELECT pg_drop_replication_slot(name))"
+                )
+            },
+            Some(format!(
+                "ALTER SYSTEM SET max_replication_slots = {}",
+                max_slots + needed - free_slots.min(needed)
+            )),
+        ),
+        check(
+            "wal_senders",
+            free_senders < 2,
+            &|| {
+                format!(
+                    "the source has {free_senders} free WAL sender(s), Philotes needs 2; raise max_wal_senders in postgresql.conf and restart"
+                )
+            },
+            Some(format!(
+                "ALTER SYSTEM SET max_wal_senders = {}",
+                max_senders + 2 - free_senders.min(2)
+            )),
+        ),
     ])
 }
 
@@ -222,13 +260,18 @@ pub fn table_problem(table: &SourceTable) -> Option<Error> {
     identity_problem(&table.name, table.replica_identity, table.has_primary_key)
 }
 
+/// The statement that lets a table without a usable replica identity be replicated.
+pub fn identity_fix(name: &philotes_core::TableName) -> String {
+    format!("ALTER TABLE {} REPLICA IDENTITY FULL", name.quoted())
+}
+
 /// Why a table with this replica identity cannot be replicated, with the fix.
 pub fn identity_problem(
     name: &philotes_core::TableName,
     identity: ReplicaIdentity,
     has_primary_key: bool,
 ) -> Option<Error> {
-    let fix = format!("ALTER TABLE {} REPLICA IDENTITY FULL", name.quoted());
+    let fix = identity_fix(name);
     let problem = match identity {
         ReplicaIdentity::Nothing => Some(format!(
             "table {name} has REPLICA IDENTITY NOTHING, so its updates and deletes cannot be replicated; run {fix}"

@@ -6,8 +6,10 @@ import type { NextRequest } from "next/server";
 
 export const dynamic = "force-dynamic";
 
-/** Headers passed on to the API, and back to the browser. Nothing else crosses. */
-const TO_API = ["accept", "content-type", "cookie", "x-csrf-token", "idempotency-key", "user-agent"];
+/** Headers passed on to the API, and back to the browser. Nothing else crosses. The API
+ * believes `x-forwarded-for` (the viewer's address, for its login limits and audit log) only
+ * from an address in its PHILOTES_API_TRUSTED_PROXIES. */
+const TO_API = ["accept", "content-type", "cookie", "x-csrf-token", "idempotency-key", "user-agent", "x-forwarded-for"];
 const TO_BROWSER = ["content-type", "set-cookie", "retry-after", "location", "cache-control"];
 
 function apiBase(): string {

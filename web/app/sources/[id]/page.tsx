@@ -1,0 +1,10 @@
+import Shell from "@/components/Shell";
+import SourceDetail from "@/components/SourceDetail";
+
+export default function SourcePage() {
+  return (
+    <Shell>
+      <SourceDetail />
+    </Shell>
+  );
+}
