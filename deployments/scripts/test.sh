@@ -31,8 +31,8 @@ step "tiny benchmark (proves the benchmark runs; asserts nothing about speed)"
   --latency-seconds 3 --latency-rate 20 --big-txn-rows 20000 --service-big-txn-rows 20000 --flatness-commits 300 \
   --compaction-txns 20 --compaction-txn-rows 500 --json target/bench-tiny.json
 
-step "dashboard (web/): strict type check, unit tests, production build"
-(cd web && npm run --silent typecheck && npm test --silent && NEXT_TELEMETRY_DISABLED=1 npm run --silent build)
+step "dashboard (web/): ESLint, strict type check, unit tests, production build"
+(cd web && npm run --silent lint && npm run --silent typecheck && npm test --silent && NEXT_TELEMETRY_DISABLED=1 npm run --silent build)
 
 step "end-to-end tests (real PostgreSQL, moto S3, pyiceberg + pyarrow reader, Chromium)"
 "$root/.venv/bin/pytest" tests/e2e -q -rA -p no:cacheprovider

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -13,6 +15,7 @@ import psycopg
 import pytest
 
 from conftest import ROOT
+from lake import Lake
 from pgcluster import free_port
 from test_api import api, make_user, source_body, start_managed  # noqa: F401 (the `api` fixture)
 from test_telemetry import wait_for
@@ -38,6 +41,29 @@ def dashboard(api_url, log):
             return False
     wait_for("the dashboard", up, timeout=60)
     return proc, url
+
+
+def insert_while(url, going):
+    """Insert a row into items every 20 ms while `going` is set; counts them."""
+    insert_while.rows = 0
+    with psycopg.connect(url, autocommit=True) as c:
+        n = 10_000_000
+        while going.is_set():
+            n += 1
+            c.execute("INSERT INTO items VALUES (%s, 'new')", (n,))
+            insert_while.rows += 1
+            time.sleep(0.02)
+
+
+def same(conn, lake):
+    """The lake's items hold every source row once (only inserts happen: compare the keys)."""
+    try:
+        t = lake.table("public.items__changelog").scan(selected_fields=("id", "_cdc_op")).to_arrow()
+    except Exception:  # not there yet
+        return False
+    ids = t.column("id").to_pylist()
+    want = {r[0] for r in conn.execute("SELECT id FROM items").fetchall()}
+    return len(ids) == len(set(ids)) and set(ids) == want and set(t.column("_cdc_op").to_pylist()) <= {"S", "I"}
 
 
 def ready(url):
@@ -89,7 +115,9 @@ def test_the_dashboard_in_a_real_browser(built, api, source, tmp_path):  # noqa:
         c.execute(f'CREATE DATABASE "{extra}"')
     with psycopg.connect(source.cluster.url(extra), autocommit=True) as c:
         c.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
-        c.execute("INSERT INTO items SELECT g, 'v' FROM generate_series(1, 5000) g")
+        # Large enough that the wizard's pipeline is seen copying it (ingest copies it for
+        # several seconds; the page looks every second while a table copies).
+        c.execute("INSERT INTO items SELECT g, 'v' FROM generate_series(1, 2000000) g")
         c.execute("CREATE TABLE events (at timestamptz, what text)")
     host, port = source.cluster.url().split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
 
@@ -116,6 +144,11 @@ def test_the_dashboard_in_a_real_browser(built, api, source, tmp_path):  # noqa:
         assert ready(url) == (200, "ready")
         status, body = ready(down_url)
         assert status == 503 and "cannot reach philotes api" in body, body
+        # Rows keep arriving in the table the wizard's pipeline copies, before, during and after.
+        inserting = threading.Event()
+        inserting.set()
+        inserter = threading.Thread(target=insert_while, args=(source.cluster.url(extra), inserting), daemon=True)
+        inserter.start()
         out = subprocess.run(
             ["npx", "playwright", "test"], cwd=WEB, capture_output=True, text=True, timeout=900,
             env={**os.environ, "DASHBOARD_URL": url, "E2E_DOWN_URL": down_url, "E2E_USER": "ada",
@@ -123,13 +156,20 @@ def test_the_dashboard_in_a_real_browser(built, api, source, tmp_path):  # noqa:
                  "E2E_SHOP_ID": str(shop["id"]), "E2E_BROKEN_ID": str(broken["id"]),
                  "E2E_SOURCE_HOST": host, "E2E_SOURCE_PORT": port, "E2E_SOURCE_DB": source.name, "E2E_EXTRA_DB": extra,
                  "PLAYWRIGHT_HTML_OPEN": "never"})
+        inserting.clear()
+        inserter.join(timeout=30)
         report = out.stdout + out.stderr
         assert out.returncode == 0, report + "\n--- dashboard log:\n" + (tmp_path / "dashboard.log").read_text()[-4000:]
-        assert " 8 passed" in report, report
+        assert " 9 passed" in report, report
         # What the browser did, the API recorded: the skip with its note, the resync, a verification.
         actions = [e["action"] for e in api.call("GET", "/api/v1/audit", key=admin)[2]["items"]]
         assert {"dead-letter.skip", "pipeline.resync", "pipeline.pause"} <= set(actions), actions
         wait_for("the lake to equal the source", lambda: lake_equals_source(source, lake, tables), timeout=180, every=0.5)
+        # The pipeline the wizard made holds the copy and every row inserted meanwhile.
+        with psycopg.connect(source.cluster.url(extra), autocommit=True) as c:
+            extra_lake = Lake(tmp_path / "data" / "philotes_extra")
+            wait_for("the wizard's pipeline to hold every row", lambda: same(c, extra_lake), timeout=180, every=1)
+        assert insert_while.rows > 100, insert_while.rows
         for r in roles:
             assert r.alive(), r.tail()
     finally:

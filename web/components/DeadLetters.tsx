@@ -58,17 +58,21 @@ export default function DeadLetters() {
           <p className="alert critical">{l.error}</p>
           <pre className="row" aria-label={`The row of dead letter ${l.id}`}>{JSON.stringify(l.row, null, 2)}</pre>
           {l.note && <p className="muted">Note: {l.note}</p>}
-          {l.state === "open" && (
+          {l.state === "open" && canOperate && (
             <>
               <label htmlFor={`note-${l.id}`}>Note (why you decide so; kept in the audit log)</label>
               <input id={`note-${l.id}`} value={notes[l.id] ?? ""} maxLength={1000}
                 onChange={(e) => setNotes((n) => ({ ...n, [l.id]: e.target.value }))} />
               <p className="actions">
-                <Confirm label={`Retry #${l.id}`} title={`Retry dead letter #${l.id}?`} confirm="Retry" disabled={!canOperate}
+                <Confirm label={`Retry #${l.id}`} title={`Retry dead letter #${l.id}?`} confirm="Retry"
                   onConfirm={() => decide(l, "retry")}>
-                  <p>The table writes this change again, and goes on if it converts now. Fix the source value or the mapping first.</p>
+                  <p>
+                    The table writes this change again and goes on if it converts now — after a fix of the mapping or
+                    the lake&apos;s column. A value that is wrong on the source comes back the same: fix it there and
+                    resync the table instead.
+                  </p>
                 </Confirm>
-                <Confirm label={`Skip #${l.id}`} title={`Skip dead letter #${l.id}?`} confirm="Skip this change" danger disabled={!canOperate}
+                <Confirm label={`Skip #${l.id}`} title={`Skip dead letter #${l.id}?`} confirm="Skip this change" danger
                   onConfirm={() => decide(l, "skip")}>
                   <p>This change is left out of the lake for good and recorded as skipped; the table goes on after it. The lake will differ from the source for this row until it changes again or the table is resynced.</p>
                 </Confirm>

@@ -34,8 +34,8 @@ export default function NewPipeline() {
     sourceId: null, allTables: false, tables: [], destination: { ...EMPTY_DESTINATION }, name: "", namespace: "", flushInterval: "",
   });
   const [search, setSearch] = useState("");
-  const [tables, setTables] = useState<SourceTable[]>();
-  const [tablesError, setTablesError] = useState<string>();
+  // The tables of the source they were read from (a choice of another source reads anew).
+  const [read, setRead] = useState<{ sourceId: number; tables?: SourceTable[]; error?: string }>();
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
   const sources = usePoll(useCallback(() => api.get<Page<Source>>("/api/v1/sources"), []), 60_000);
@@ -44,18 +44,20 @@ export default function NewPipeline() {
   const dest = (patch: Partial<Draft["destination"]>) => setDraft((d) => ({ ...d, destination: { ...d.destination, ...patch } }));
 
   useEffect(() => {
-    if (draft.sourceId === null) return;
+    const sourceId = draft.sourceId;
+    if (sourceId === null) return;
     let live = true;
-    setTables(undefined);
-    setTablesError(undefined);
     api
-      .get<SourceTable[]>(`/api/v1/sources/${draft.sourceId}/tables`)
-      .then((t) => live && setTables(t))
-      .catch((e: unknown) => live && setTablesError(e instanceof Error ? e.message : String(e)));
+      .get<SourceTable[]>(`/api/v1/sources/${sourceId}/tables`)
+      .then((t) => live && setRead({ sourceId, tables: t }))
+      .catch((e: unknown) => live && setRead({ sourceId, error: e instanceof Error ? e.message : String(e) }));
     return () => {
       live = false;
     };
   }, [draft.sourceId]);
+  const current = read?.sourceId === draft.sourceId ? read : undefined;
+  const tables = current?.tables;
+  const tablesError = current?.error;
 
   const shown = tables ? searchTables(tables, search) : [];
   const chosen = new Set(draft.tables);

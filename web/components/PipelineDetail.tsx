@@ -67,18 +67,17 @@ function TableRow({ t, canOperate, onResync }: { t: TableStatus; canOperate: boo
       <td className="num">{formatCount(t.changes_in_lake)}</td>
       <td>{formatAgo(t.last_commit_at)}</td>
       <td>
-        <Confirm
+        {canOperate && <Confirm
           label={`Resync ${t.name}`}
           title={`Copy ${t.name} again?`}
           confirm="Resync"
-          disabled={!canOperate}
           onConfirm={() => onResync(t.name)}
         >
           <p>
             Ingest copies the table again from the source while the other tables stream on. The changelog records
             the copy; nothing already in the lake is lost. A large table takes a while.
           </p>
-        </Confirm>
+        </Confirm>}
       </td>
     </tr>
   );
@@ -126,6 +125,7 @@ export default function PipelineDetail() {
   const params = useParams<{ id: string }>();
   const id = idPath(params.id);
   const me = useMe();
+  // A viewer sees no button it may not use (and the API refuses such a change anyway).
   const canOperate = me?.scope === "operate" || me?.scope === "admin";
   const [hours, setHours] = useState(1);
   const [actionError, setActionError] = useState<string>();
@@ -138,7 +138,11 @@ export default function PipelineDetail() {
     ]);
     return { pipeline, status };
   }, [id]);
-  const { data, error, reload } = usePoll(load, 3000);
+  // Every second while a table is being copied (its progress moves), else every 3 seconds.
+  const [copying, setCopying] = useState(false);
+  const { data, error, reload } = usePoll(load, copying ? 1000 : 3000);
+  const nowCopying = !!data?.status.tables.some((t) => ["waiting", "copying", "needs_copy"].includes(t.state));
+  if (data && nowCopying !== copying) setCopying(nowCopying);
   const history = usePoll(
     useCallback(() => api.get<HistorySample[]>(`/api/v1/pipelines/${id}/history?hours=${hours}`), [id, hours]),
     30_000,
@@ -192,34 +196,34 @@ export default function PipelineDetail() {
         {pipeline.name} <span className={`state state-${status.state}`}>{status.state}</span>
       </h1>
       <div className="actions" aria-label="Pipeline actions" role="group">
-        {status.state === "running" && (
-          <Confirm label="Pause" title={`Pause ${pipeline.name}?`} confirm="Pause" disabled={!canOperate}
+        {canOperate && status.state === "running" && (
+          <Confirm label="Pause" title={`Pause ${pipeline.name}?`} confirm="Pause"
             onConfirm={() => act("Pause", `/api/v1/pipelines/${id}/pause`, undefined, "Paused: ingest stops reading the slot.")}>
             <p>Ingest stops reading the replication slot; the source keeps the WAL meanwhile. Workers finish what is buffered. Resume goes on where it stopped.</p>
           </Confirm>
         )}
-        {status.state === "paused" && (
-          <button type="button" disabled={!canOperate}
+        {canOperate && status.state === "paused" && (
+          <button type="button"
             onClick={() => void act("Resume", `/api/v1/pipelines/${id}/resume`, undefined, "Resumed.")}>
             Resume
           </button>
         )}
-        {(status.state === "running" || status.state === "paused") && (
-          <Confirm label="Stop" title={`Stop ${pipeline.name}?`} confirm="Stop" danger disabled={!canOperate}
+        {canOperate && (status.state === "running" || status.state === "paused") && (
+          <Confirm label="Stop" title={`Stop ${pipeline.name}?`} confirm="Stop" danger
             onConfirm={() => act("Stop", `/api/v1/pipelines/${id}/stop`, undefined, "Stopped.")}>
             <p>Ingest and workers let go of the pipeline. The slot stays, so the source keeps WAL until it starts again: watch the slot&apos;s retained WAL.</p>
           </Confirm>
         )}
-        {(status.state === "stopped" || status.state === "failed") && (
-          <button type="button" disabled={!canOperate}
+        {canOperate && (status.state === "stopped" || status.state === "failed") && (
+          <button type="button"
             onClick={() => void act("Start", `/api/v1/pipelines/${id}/start`, undefined, "Started.")}>
             Start
           </button>
         )}
-        <Confirm label="Verify" title={`Verify ${pipeline.name}?`} confirm="Verify" disabled={!canOperate}
+        {canOperate && <Confirm label="Verify" title={`Verify ${pipeline.name}?`} confirm="Verify"
           onConfirm={() => act("Verify", `/api/v1/pipelines/${id}/verify`, { tables: [] }, "Verification asked for; the result shows below.")}>
           <p>Compares every table in the lake with the source at one position, by hashed key ranges. It reads the source; a large table takes a while.</p>
-        </Confirm>
+        </Confirm>}
         <Link className="button" href={`/pipelines/${id}/dead-letters`}>
           Dead letters
         </Link>
@@ -253,7 +257,7 @@ export default function PipelineDetail() {
       {status.tables.length === 0 ? (
         <p className="muted">No table yet: ingest lists them once it runs the pipeline.</p>
       ) : (
-        <ScrollTable label="Tables" columns={["Table", "State", "Progress", "#Lag", "#Buffered", "#In the lake", "Last commit", "Action"]}>
+        <ScrollTable label="Tables" columns={["Table", "State", "Progress", "#Lag", "#Buffered", "#Changes in the lake", "Last commit", "Action"]}>
           {status.tables.map((t) => (
             <TableRow key={t.name} t={t} canOperate={canOperate}
               onResync={(name) => act(`Resync ${name}`, `/api/v1/pipelines/${id}/resync`, { tables: [name] }, `${name} is copied again.`)} />

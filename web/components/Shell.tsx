@@ -16,12 +16,14 @@ export function useMe(): Me | null {
 
 type Theme = "system" | "light" | "dark";
 
+function storedTheme(): Theme {
+  const t = typeof window === "undefined" ? null : localStorage.getItem("philotes-theme");
+  return t === "light" || t === "dark" ? t : "system";
+}
+
+// (Rendered only once the session is known, in the browser: never during server rendering.)
 function ThemeButton() {
-  const [theme, setTheme] = useState<Theme>("system");
-  useEffect(() => {
-    const t = localStorage.getItem("philotes-theme");
-    if (t === "light" || t === "dark") setTheme(t);
-  }, []);
+  const [theme, setTheme] = useState<Theme>(storedTheme);
   const next: Record<Theme, Theme> = { system: "light", light: "dark", dark: "system" };
   const choose = () => {
     const t = next[theme];

@@ -49,11 +49,13 @@ export default function SourceDetail() {
           {s.has_password ? ", password stored (encrypted)" : ", no password"}
         </p>
       )}
-      <p>
-        <button type="button" onClick={() => void runTest()} disabled={busy || me?.scope === "read"}>
-          {busy ? "Testing…" : "Test the connection"}
-        </button>
-      </p>
+      {me?.scope !== "read" && (
+        <p>
+          <button type="button" onClick={() => void runTest()} disabled={busy}>
+            {busy ? "Testing…" : "Test the connection"}
+          </button>
+        </p>
+      )}
       {testError && <p className="alert critical" role="alert">{testError}</p>}
       {test && <Checks test={test} />}
       <h2>Tables</h2>

@@ -107,7 +107,7 @@ test("the bad day: a stopped table, its dead letter skipped with a note, verify,
   await expect(orders).toContainText("streaming");
   await expect(prices).toContainText("stopped");
   await expect(prices).toContainText("cannot convert");
-  await expect(prices).toContainText("retry the dead letters or resync");
+  await expect(prices).toContainText("fix the value on the source and resync the table");
   await expect(page.getByRole("region", { name: "Needs attention" })).toContainText("table public.prices stopped");
   // Charts from the API's history (sampled every second in this test), over a chosen range.
   await expect(page.getByRole("img", { name: /^Into the lake: now .* changes\/s/ })).toBeVisible({ timeout: 30_000 });
@@ -260,7 +260,18 @@ test("settings: an API key shown once, then revoked; a viewer who can watch, not
   await expect(viewer.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Settings" })).toHaveCount(0);
   await viewer.goto(`/pipelines/${env("E2E_SHOP_ID")}`);
   await expect(viewer.getByText("Your role can watch, not act.")).toBeVisible();
-  await expect(viewer.getByRole("button", { name: "Verify", exact: true })).toBeDisabled();
+  await expect(viewer.locator('tr[data-table="public.orders"]')).toBeVisible();
+  for (const name of ["Pause", "Resume", "Stop", "Start", "Verify", "Resync public.orders"]) {
+    await expect(viewer.getByRole("button", { name, exact: true })).toHaveCount(0);
+  }
+  // And the API refuses a change from this session anyway, with the session's own CSRF token.
+  const refusedByApi = await viewer.evaluate(async (id) => {
+    const me = (await (await fetch("/api/v1/auth/me")).json()) as { csrf_token: string };
+    const r = await fetch(`/api/v1/pipelines/${id}/pause`, { method: "POST", headers: { "X-CSRF-Token": me.csrf_token } });
+    return [r.status, ((await r.json()) as { detail: string }).detail];
+  }, env("E2E_SHOP_ID"));
+  expect(refusedByApi[0]).toBe(403);
+  expect(refusedByApi[1]).toContain("operate");
 });
 
 test("a pipeline made with the wizard copies its table and streams", async ({ page }) => {
@@ -298,8 +309,42 @@ test("a pipeline made with the wizard copies its table and streams", async ({ pa
   await noAxeViolations(page);
   await page.getByRole("button", { name: "Create and start" }).click();
 
-  // The new pipeline's page: the managed ingest copies the table, then it streams.
+  // The new pipeline's page: the managed ingest copies the table (2,000,000 rows, while rows keep
+  // arriving on the source), with its progress, then it streams.
   await expect(page.getByRole("heading", { name: /^extra/ })).toBeVisible();
-  await expect(page.locator('tr[data-table="public.items"]')).toContainText("streaming", { timeout: 120_000 });
+  const items = page.locator('tr[data-table="public.items"]');
+  await expect(items).toContainText("copying", { timeout: 60_000 });
+  await expect(items).toContainText(/rows\/s/);
+  await expect(items).toContainText("streaming", { timeout: 120_000 });
   await expect(page.getByRole("heading", { name: /^extra/ })).toContainText("running");
+});
+
+test("screenshots of the main pages, light and dark", async ({ browser }) => {
+  // Saved by every run (web/test-results/screenshots/, kept by CI as an artifact); the README's
+  // pictures are copies of these.
+  for (const scheme of ["light", "dark"] as const) {
+    const context = await browser.newContext({ colorScheme: scheme, viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    await signIn(page);
+    const shot = async (name: string) =>
+      page.screenshot({ path: `test-results/screenshots/${name}-${scheme}.png`, fullPage: true });
+    await expect(page.locator('tr[data-pipeline="shop"]')).toBeVisible();
+    await shot("overview");
+    await page.goto(`/pipelines/${env("E2E_SHOP_ID")}`);
+    await expect(page.getByRole("img", { name: /^Into the lake: now/ })).toBeVisible({ timeout: 30_000 });
+    await shot("pipeline");
+    await page.goto(`/pipelines/${env("E2E_SHOP_ID")}/dead-letters`);
+    await expect(page.locator("[data-letter]").first()).toBeVisible();
+    await shot("dead-letters");
+    await page.goto("/sources");
+    await expect(page.locator('tr[data-source="extra"]')).toBeVisible();
+    await shot("sources");
+    await page.goto("/pipelines/new");
+    await expect(page.getByRole("heading", { name: "New pipeline" })).toBeVisible();
+    await shot("new-pipeline");
+    await page.goto("/settings");
+    await expect(page.getByRole("region", { name: "Audit log table" })).toBeVisible();
+    await shot("settings");
+    await context.close();
+  }
 });

@@ -30,7 +30,7 @@ export function copyProgress(
 export function tableAdvice(state: string): string | null {
   switch (state) {
     case "stopped":
-      return "Fix the cause (the reason above, or its dead letters), then retry the dead letters or resync the table.";
+      return "Open its dead letters: skip the change, or fix the value on the source and resync the table (retry once the mapping is fixed).";
     case "needs_copy":
       return "Ingest copies it again within seconds; if it stays here, check that ingest runs.";
     case "waiting":
