@@ -658,6 +658,18 @@ def test_dead_letters_and_resync_through_the_api(api, source, tmp_path):
                  timeout=180, every=0.5)
         snapshots = [r for r in lake.changelog("public.prices__changelog") if r["_cdc_op"] == "S"]
         assert {r["id"] for r in snapshots} >= {1, 2, 3, 4}, snapshots
+        # Recent commits, newest first: both copies of prices (the resync's holds its 4 rows),
+        # the copy of other, and the streamed changes in between.
+        s, _, commits = api.call("GET", f"/api/v1/pipelines/{pid}/commits", key=read)
+        assert s == 200, commits
+        seen = [(c["table"], c["kind"]) for c in commits]
+        assert seen.count(("public.prices", "copy")) == 2 and ("public.other", "copy") in seen, seen
+        assert ("public.prices", "stream") in seen, seen
+        resync_copy = next(c for c in commits if c["table"] == "public.prices" and c["kind"] == "copy")
+        assert resync_copy["rows"] == 4 and resync_copy["watermark"].count("/") == 1, resync_copy
+        assert [c["at"] for c in commits] == sorted((c["at"] for c in commits), reverse=True)
+        assert all(c["seconds"] is not None and c["seconds"] >= 0 for c in commits if c["kind"] == "stream"), commits
+        problem(*api.call("GET", "/api/v1/pipelines/999999/commits", key=read), 404)
         actions = [e["action"] for e in api.call("GET", "/api/v1/audit", key=admin)[2]["items"]]
         assert "dead-letter.skip" in actions and "pipeline.resync" in actions
         for r in roles:

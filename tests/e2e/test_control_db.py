@@ -19,17 +19,17 @@ def test_migrate_creates_the_schema_once(cluster):
     url = cluster.url("control_e2e")
     out = migrate("--buffer-url", url)
     assert out.returncode == 0, out.stderr
-    assert "migrated to version 9 (applied 1, 2, 3, 4, 5, 6, 7, 8, 9)" in out.stdout, out.stdout
+    assert "migrated to version 10 (applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)" in out.stdout, out.stdout
     out = migrate("--buffer-url", url)
     assert out.returncode == 0, out.stderr
-    assert "is up to date (version 9)" in out.stdout, out.stdout
+    assert "is up to date (version 10)" in out.stdout, out.stdout
     with psycopg.connect(url) as c:
         tables = {r[0] for r in c.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'philotes'")}
         assert tables == {"schema_migrations", "pipelines", "tables", "changes", "relations", "dead_letters",
                           "api_keys", "sources", "audit_log", "idempotency_keys", "pipeline_specs",
-                          "users", "sessions", "login_failures", "verify_runs", "pipeline_history"}, tables
-        assert c.execute("SELECT version, name FROM philotes.schema_migrations").fetchall() == [(1, "control"), (2, "roles"), (3, "api"), (4, "pipelines"), (5, "users"), (6, "verify"), (7, "history"), (8, "table_progress"), (9, "buffered_now")]
+                          "users", "sessions", "login_failures", "verify_runs", "pipeline_history", "commits"}, tables
+        assert c.execute("SELECT version, name FROM philotes.schema_migrations").fetchall() == [(1, "control"), (2, "roles"), (3, "api"), (4, "pipelines"), (5, "users"), (6, "verify"), (7, "history"), (8, "table_progress"), (9, "buffered_now"), (10, "commits")]
 
 
 def test_migrate_says_what_is_wrong(cluster, tmp_path):

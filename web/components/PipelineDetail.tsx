@@ -13,6 +13,7 @@ import { useMe } from "@/components/Shell";
 import {
   api,
   idPath,
+  type Commit,
   type HistorySample,
   type Page,
   type Pipeline,
@@ -147,6 +148,10 @@ export default function PipelineDetail() {
     useCallback(() => api.get<HistorySample[]>(`/api/v1/pipelines/${id}/history?hours=${hours}`), [id, hours]),
     30_000,
   );
+  const commits = usePoll(
+    useCallback(() => api.get<Commit[]>(`/api/v1/pipelines/${id}/commits`), [id]),
+    5000,
+  );
   const runs = usePoll(
     useCallback(() => api.get<Page<VerifyRun>>(`/api/v1/pipelines/${id}/verify-runs`), [id]),
     3000,
@@ -279,6 +284,24 @@ export default function PipelineDetail() {
         <Chart title="Lag" points={samples.map((s) => ({ at: s.at, value: s.lag_seconds }))} format={formatDuration} />
         <Chart title="Buffered changes" points={samples.map((s) => ({ at: s.at, value: s.buffer_depth }))} format={(v) => formatCount(v)} />
       </div>
+
+      <h2>Recent commits</h2>
+      {commits.error && <p className="alert warning">{commits.error.message}</p>}
+      {commits.data && commits.data.length === 0 && <p className="muted">No commit yet.</p>}
+      {commits.data && commits.data.length > 0 && (
+        <ScrollTable label="Recent commits" columns={["When", "Table", "Kind", "#Changes or rows", "Up to LSN", "#Took"]}>
+          {commits.data.slice(0, 15).map((c, i) => (
+            <tr key={`${c.at}-${c.table}-${i}`} data-commit={c.table}>
+              <td>{formatAgo(c.at)}</td>
+              <th scope="row">{c.table}</th>
+              <td>{c.kind === "copy" ? "copy" : "changes"}</td>
+              <td className="num">{formatCount(c.rows)}</td>
+              <td>{c.watermark}</td>
+              <td className="num">{c.seconds !== null ? formatDuration(c.seconds) : "—"}</td>
+            </tr>
+          ))}
+        </ScrollTable>
+      )}
 
       <h2>Verification</h2>
       {latestRun ? <VerifyResult run={latestRun} /> : <p className="muted">Not verified yet.</p>}

@@ -143,6 +143,10 @@ test("the bad day: a stopped table, its dead letter skipped with a note, verify,
   // The table goes on; verify now finds the lake equal to the source.
   await page.getByRole("link", { name: "pipeline", exact: true }).click();
   await expect(prices).toContainText("streaming", { timeout: 60_000 });
+  // Its copy and the changes after the skipped one, among the recent commits.
+  const recent = page.getByRole("region", { name: "Recent commits" });
+  await expect(recent.locator('tr[data-commit="public.prices"]').filter({ hasText: "changes" }).first()).toBeVisible({ timeout: 30_000 });
+  await expect(recent.locator('tr[data-commit="public.orders"]').filter({ hasText: "copy" })).toContainText("50");
   await page.getByRole("button", { name: "Verify", exact: true }).click();
   await page.getByRole("dialog").getByRole("button", { name: "Verify" }).click();
   await expect(page.locator("[data-outcome]")).toHaveAttribute("data-outcome", "match", { timeout: 120_000 });

@@ -333,3 +333,12 @@ export interface AuditEntry {
   remote: string | null;
   detail: unknown;
 }
+
+export interface Commit {
+  table: string;
+  at: string;
+  kind: "stream" | "copy";
+  rows: number;
+  watermark: string;
+  seconds: number | null;
+}

@@ -83,13 +83,15 @@ pub async fn sample(client: &tokio_postgres::Client, seconds: f64) -> Result<u64
         )
         .await
         .map_err(|e| e.to_string())?;
-    client
-        .execute(
-            "DELETE FROM philotes.pipeline_history WHERE at < now() - make_interval(days => $1)",
-            &[&KEEP_DAYS],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    for old in [
+        "DELETE FROM philotes.pipeline_history WHERE at < now() - make_interval(days => $1)",
+        "DELETE FROM philotes.commits WHERE at < now() - make_interval(days => $1)",
+    ] {
+        client
+            .execute(old, &[&KEEP_DAYS])
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     Ok(n)
 }
 
@@ -170,6 +172,59 @@ pub async fn history(
                 buffered_changes_per_second: r.get::<_, Option<f64>>(2).map(|v| v.max(0.0)),
                 buffer_depth: r.get(3),
                 lag_seconds: r.get::<_, f64>(4).max(0.0),
+            })
+            .collect(),
+    ))
+}
+
+/// One commit of a table to the lake.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Commit {
+    /// `schema.table` on the source.
+    pub table: String,
+    /// When it landed (RFC 3339).
+    pub at: String,
+    /// `stream` (a worker's changes) or `copy` (an initial copy or a resync).
+    pub kind: String,
+    /// Changes (stream) or rows (copy) it added.
+    pub rows: i64,
+    /// Everything of the table below this position is in the lake after it.
+    pub watermark: String,
+    /// How long the commit took (streaming commits).
+    pub seconds: Option<f64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/pipelines/{id}/commits", tag = "pipelines",
+    params(("id" = i64, Path, description = "The pipeline's id")),
+    responses((status = 200, body = [Commit]), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+/// The pipeline's 50 most recent commits to the lake over all its tables, newest first. Kept 7
+/// days.
+pub async fn commits(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Commit>>> {
+    let (_, slot) = crate::pipelines::slot_of(&s, &id).await?;
+    let mut conn = s.store().get().await?;
+    let rows = conn
+        .client()?
+        .query(
+            "SELECT t.name, to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    c.kind, c.rows, c.watermark, c.seconds
+             FROM philotes.commits c JOIN philotes.tables t ON t.id = c.table_id
+             WHERE t.pipeline = $1 ORDER BY c.at DESC, c.id DESC LIMIT 50",
+            &[&slot],
+        )
+        .await
+        .map_err(db)?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| Commit {
+                table: r.get(0),
+                at: r.get(1),
+                kind: r.get(2),
+                rows: r.get(3),
+                watermark: philotes_core::Lsn(r.get::<_, i64>(4) as u64).to_string(),
+                seconds: r.get(5),
             })
             .collect(),
     ))

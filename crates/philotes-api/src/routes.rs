@@ -52,6 +52,7 @@ pub enum Route {
     ListVerifyRuns,
     GetVerifyRun,
     PipelineHistory,
+    PipelineCommits,
     ListUsers,
     CreateUser,
     UpdateUser,
@@ -98,6 +99,7 @@ impl Route {
         Route::ListVerifyRuns,
         Route::GetVerifyRun,
         Route::PipelineHistory,
+        Route::PipelineCommits,
         Route::ListUsers,
         Route::CreateUser,
         Route::UpdateUser,
@@ -111,7 +113,7 @@ impl Route {
             Healthz | Readyz | OpenApi | Docs | Version | Audit | ListSources | GetSource
             | SourceTables | ListApiKeys | ListPipelines | GetPipeline | PipelineStatus
             | ListDeadLetters | Me | ListVerifyRuns | GetVerifyRun | PipelineHistory
-            | ListUsers => Method::GET,
+            | PipelineCommits | ListUsers => Method::GET,
             CreateSource | TestSource | CreateApiKey | CreatePipeline | StartPipeline
             | StopPipeline | PausePipeline | ResumePipeline | ResyncPipeline | SkipDeadLetter
             | RetryDeadLetter | Login | Logout | VerifyPipeline | CreateUser | ChangePassword => {
@@ -155,6 +157,7 @@ impl Route {
             ListVerifyRuns => "/api/v1/pipelines/{id}/verify-runs",
             GetVerifyRun => "/api/v1/pipelines/{id}/verify-runs/{run}",
             PipelineHistory => "/api/v1/pipelines/{id}/history",
+            PipelineCommits => "/api/v1/pipelines/{id}/commits",
             ListUsers | CreateUser => "/api/v1/users",
             UpdateUser | DeleteUser => "/api/v1/users/{id}",
             ChangePassword => "/api/v1/auth/password",
@@ -169,7 +172,7 @@ impl Route {
             Healthz | Readyz | OpenApi | Docs | Login => None,
             Version | ListSources | GetSource | SourceTables | ListPipelines | GetPipeline
             | PipelineStatus | ListDeadLetters | Logout | Me | ListVerifyRuns | GetVerifyRun
-            | PipelineHistory | ChangePassword => Some(Scope::Read),
+            | PipelineHistory | PipelineCommits | ChangePassword => Some(Scope::Read),
             TestSource | StartPipeline | StopPipeline | PausePipeline | ResumePipeline
             | ResyncPipeline | SkipDeadLetter | RetryDeadLetter | VerifyPipeline => {
                 Some(Scope::Operate)
@@ -220,6 +223,7 @@ impl Route {
             ListVerifyRuns => get(pipelines::verify_runs),
             GetVerifyRun => get(pipelines::verify_run),
             PipelineHistory => get(history::history),
+            PipelineCommits => get(history::commits),
             ListUsers => get(users::list),
             CreateUser => post(users::create),
             UpdateUser => patch(users::update),
@@ -296,6 +300,7 @@ pub fn router(state: AppState) -> Router {
         pipelines::verify_runs,
         pipelines::verify_run,
         history::history,
+        history::commits,
         users::list,
         users::create,
         users::update,

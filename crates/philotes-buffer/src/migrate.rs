@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "buffered_now",
         sql: include_str!("../migrations/0009_buffered_now.sql"),
     },
+    Migration {
+        version: 10,
+        name: "commits",
+        sql: include_str!("../migrations/0010_commits.sql"),
+    },
 ];
 
 /// The key of the advisory lock migrations hold (`philotes` in ASCII).

@@ -288,6 +288,33 @@ impl ControlDb {
         Ok(removed)
     }
 
+    /// Record a commit of `table` to the lake (`philotes.commits`): `kind` `stream` (a worker's
+    /// changes) or `copy`, the changes or rows it added, the watermark it carries, how long it
+    /// took.
+    pub async fn record_commit(
+        &self,
+        table: i64,
+        kind: &str,
+        rows: u64,
+        watermark: Lsn,
+        seconds: Option<f64>,
+    ) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO philotes.commits (table_id, kind, rows, watermark, seconds) VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &table,
+                    &kind,
+                    &i64::try_from(rows).unwrap_or(i64::MAX),
+                    &(watermark.0 as i64),
+                    &seconds,
+                ],
+            )
+            .await
+            .map_err(|e| db_error("cannot record a commit", e))?;
+        Ok(())
+    }
+
     /// The tables of `pipeline` with changes below `lsn` still buffered: (name, changes, why
     /// stopped).
     pub async fn buffered_below(

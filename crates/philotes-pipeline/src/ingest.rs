@@ -664,6 +664,7 @@ impl Sink for IngestTable {
     async fn after_copy(&mut self) -> Result<()> {
         let db = self.shared.db.lock().await;
         db.copy_progress(self.id, self.copy_rows).await?;
+        let rows = self.copy_rows;
         self.copy_rows = 0;
         self.copy_reported = None;
         if let Some(at) = self.copy_committed.take() {
@@ -671,6 +672,9 @@ impl Sink for IngestTable {
             db.set_relation(self.id, at, -1, &self.relation(&self.columns))
                 .await?;
             db.copied(self.id, at).await?;
+            if let Err(e) = db.record_commit(self.id, "copy", rows, at, None).await {
+                tracing::warn!(error = %e, "cannot record the copy in the control database");
+            }
             self.buffered = Some(self.buffered.map_or(at, |b| b.max(at)));
         }
         db.set_copying(self.id, false).await?;

@@ -136,10 +136,13 @@ async fn copy_one<T: crate::sink::Sink>(
     let mut progress = Progress::new(format!("snapshot {name}"));
     let mut written: u64 = 0;
     let mut failure: Option<Error> = None;
+    // The first batch of a copy made again holds the truncate marker: not a row of the table.
+    let mut marker = u64::from(again);
     while let Some(msg) = batch_rx.recv().await {
         match msg {
             Converted::Batch(b, n) => {
                 lake.write_batch(b).await?;
+                let n = n.saturating_sub(std::mem::take(&mut marker));
                 progress.add(n);
                 metrics.0.copied(n);
                 written += n;

@@ -615,9 +615,17 @@ impl Work {
         };
         let started = Instant::now();
         self.lake.commit(progress).await?;
-        self.metrics.committed(rows, started.elapsed());
+        let took = started.elapsed();
+        self.metrics.committed(rows, took);
         self.last_commit = Instant::now();
         db.committed(self.id, at).await?;
+        // For the dashboard's recent commits; the commit itself is done whatever this says.
+        if let Err(e) = db
+            .record_commit(self.id, "stream", rows, at, Some(took.as_secs_f64()))
+            .await
+        {
+            tracing::warn!(table = %self.name, error = %e, "cannot record the commit in the control database");
+        }
         Ok(())
     }
 }
