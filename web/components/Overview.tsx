@@ -3,7 +3,7 @@
 
 import ScrollTable from "@/components/ScrollTable";
 import Link from "next/link";
-import { api, type HistorySample, type Page, type Pipeline, type PipelineStatus } from "@/lib/api";
+import { api, type DeadLetter, type HistorySample, type Page, type Pipeline, type PipelineStatus } from "@/lib/api";
 import { attentionAll } from "@/lib/attention";
 import { formatAgo, formatCount, formatDuration, formatRate } from "@/lib/format";
 import { usePoll } from "@/lib/poll";
@@ -15,6 +15,16 @@ interface Row {
   statusError: string | null;
   /** Changes into the lake per second over the newest sample interval (a minute). */
   throughput: number | null;
+  openDeadLetters: number;
+}
+
+async function openDeadLettersOf(id: number): Promise<number> {
+  try {
+    const page = await api.get<Page<DeadLetter>>(`/api/v1/pipelines/${id}/dead-letters`);
+    return page.items.filter((l) => l.state === "open").length;
+  } catch {
+    return 0;
+  }
 }
 
 async function throughputOf(id: number): Promise<number | null> {
@@ -31,11 +41,13 @@ async function load(): Promise<Row[]> {
   return Promise.all(
     page.items.map(async (pipeline) => {
       const throughput = throughputOf(pipeline.id);
+      const letters = openDeadLettersOf(pipeline.id);
       try {
         const status = await api.get<PipelineStatus>(`/api/v1/pipelines/${pipeline.id}/status`);
-        return { pipeline, status, statusError: null, throughput: await throughput };
+        return { pipeline, status, statusError: null, throughput: await throughput, openDeadLetters: await letters };
       } catch (e) {
-        return { pipeline, status: null, statusError: e instanceof Error ? e.message : String(e), throughput: await throughput };
+        const statusError = e instanceof Error ? e.message : String(e);
+        return { pipeline, status: null, statusError, throughput: await throughput, openDeadLetters: await letters };
       }
     }),
   );

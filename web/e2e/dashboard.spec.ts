@@ -46,6 +46,22 @@ test("a wrong password shows the API's words; the right one signs in; sign out e
   await expect(page).toHaveURL(/\/login/);
   await page.goto("/");
   await expect(page).toHaveURL(/\/login/);
+
+  // With the keyboard alone: Tab to each field, Enter to sign in, Tab through the navigation.
+  await expect(page.getByLabel("User name")).toBeVisible();
+  await page.keyboard.press("Tab");
+  await expect(page.getByLabel("User name")).toBeFocused();
+  await page.keyboard.type(USER());
+  await page.keyboard.press("Tab");
+  await expect(page.getByLabel("Password")).toBeFocused();
+  await page.keyboard.type(PASSWORD());
+  await page.keyboard.press("Enter");
+  await expect(page.getByRole("heading", { name: "Pipelines" })).toBeVisible();
+  await page.keyboard.press("Tab");
+  await expect(page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Overview" })).toBeFocused();
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await expect(page.getByRole("heading", { name: "Sources", exact: true })).toBeVisible();
 });
 
 test("the overview lists every pipeline, puts what needs a person on top, and refreshes by itself", async ({ page, request }) => {
@@ -109,6 +125,9 @@ test("the bad day: a stopped table, its dead letter skipped with a note, verify,
   await expect(prices).toContainText("cannot convert");
   await expect(prices).toContainText("fix the value on the source and resync the table");
   await expect(page.getByRole("region", { name: "Needs attention" })).toContainText("table public.prices stopped");
+  await page.getByRole("link", { name: "Pipelines" }).click();
+  await expect(page.getByRole("region", { name: "Needs attention" })).toContainText("1 open dead letter");
+  await page.locator('tr[data-pipeline="shop"]').getByRole("link", { name: "shop" }).click();
   // Charts from the API's history (sampled every second in this test), over a chosen range.
   await expect(page.getByRole("img", { name: /^Into the lake: now .* changes\/s/ })).toBeVisible({ timeout: 30_000 });
   await expect(page.getByRole("img", { name: /^Buffered changes: now/ })).toBeVisible();

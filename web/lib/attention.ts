@@ -18,7 +18,7 @@ export const LAG_WARNING_SECONDS = 300;
 /** The share of the slot's WAL allowance at which the slot is near its limit. */
 export const SLOT_NEAR_LIMIT = 0.8;
 
-export function attentionOf(p: Pipeline, s: PipelineStatus): Attention[] {
+export function attentionOf(p: Pipeline, s: PipelineStatus, openDeadLetters = 0): Attention[] {
   const out: Attention[] = [];
   const add = (severity: Severity, what: string) =>
     out.push({ pipeline: p.name, pipelineId: p.id, severity, what });
@@ -26,6 +26,9 @@ export function attentionOf(p: Pipeline, s: PipelineStatus): Attention[] {
   if (s.state === "failed") add("critical", "the pipeline failed; open it for the error");
   for (const t of s.tables) {
     if (t.stopped_reason) add("critical", `table ${t.name} stopped: ${t.stopped_reason}`);
+  }
+  if (openDeadLetters > 0) {
+    add("critical", `${openDeadLetters} open dead letter${openDeadLetters === 1 ? "" : "s"}: skip or retry ${openDeadLetters === 1 ? "it" : "them"} on the dead letters page`);
   }
   const slot = s.slot;
   if (slot) {
@@ -55,7 +58,11 @@ export function attentionOf(p: Pipeline, s: PipelineStatus): Attention[] {
 }
 
 /** Everything that needs a person across pipelines, critical first. */
-export function attentionAll(items: { pipeline: Pipeline; status: PipelineStatus | null }[]): Attention[] {
-  const all = items.flatMap(({ pipeline, status }) => (status ? attentionOf(pipeline, status) : []));
+export function attentionAll(
+  items: { pipeline: Pipeline; status: PipelineStatus | null; openDeadLetters?: number }[],
+): Attention[] {
+  const all = items.flatMap(({ pipeline, status, openDeadLetters }) =>
+    status ? attentionOf(pipeline, status, openDeadLetters ?? 0) : [],
+  );
   return all.sort((a, b) => (a.severity === b.severity ? 0 : a.severity === "critical" ? -1 : 1));
 }

@@ -29,6 +29,12 @@ describe("what needs a person", () => {
       { pipeline: "shop", pipelineId: 7, severity: "critical", what: "table public.orders stopped: cannot convert a value" },
     ]);
   });
+  it("open dead letters, counted", () => {
+    expect(attentionOf(pipeline, status(), 2)).toEqual([
+      { pipeline: "shop", pipelineId: 7, severity: "critical", what: "2 open dead letters: skip or retry them on the dead letters page" },
+    ]);
+    expect(attentionOf(pipeline, status(), 1)[0]?.what).toBe("1 open dead letter: skip or retry it on the dead letters page");
+  });
   it("a slot near its WAL limit, or past it", () => {
     const near = status({ slot: { active: false, retained_bytes: 9 * 1024 ** 3, wal_status: "extended", safe_wal_bytes: 1024 ** 3 } });
     expect(attentionOf(pipeline, near)[0]?.what).toBe("the slot holds 9 GiB of WAL, 1 GiB before its limit");

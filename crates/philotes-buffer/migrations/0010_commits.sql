@@ -13,3 +13,5 @@ CREATE TABLE philotes.commits (
     seconds     double precision
 );
 CREATE INDEX commits_table_at ON philotes.commits (table_id, at DESC);
+-- The API removes commits older than 7 days at each history sample.
+CREATE INDEX commits_at ON philotes.commits (at);
