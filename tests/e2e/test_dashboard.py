@@ -66,6 +66,14 @@ def same(conn, lake):
     return len(ids) == len(set(ids)) and set(ids) == want and set(t.column("_cdc_op").to_pylist()) <= {"S", "I"}
 
 
+def drop_slot(c, slot):
+    try:
+        c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        return True
+    except psycopg.errors.ObjectInUse:  # its walsender has not noticed the end yet
+        return False
+
+
 def ready(url):
     """(status, body) of the dashboard's /readyz."""
     try:
@@ -163,7 +171,7 @@ def test_the_dashboard_in_a_real_browser(built, api, source, tmp_path):  # noqa:
         assert " 9 passed" in report, report
         # What the browser did, the API recorded: the skip with its note, the resync, a verification.
         actions = [e["action"] for e in api.call("GET", "/api/v1/audit", key=admin)[2]["items"]]
-        assert {"dead-letter.skip", "pipeline.resync", "pipeline.pause"} <= set(actions), actions
+        assert {"dead-letter.retry", "dead-letter.skip", "pipeline.resync", "pipeline.verify", "pipeline.pause"} <= set(actions), actions
         wait_for("the lake to equal the source", lambda: lake_equals_source(source, lake, tables), timeout=180, every=0.5)
         # The pipeline the wizard made holds the copy and every row inserted meanwhile.
         with psycopg.connect(source.cluster.url(extra), autocommit=True) as c:
@@ -179,3 +187,8 @@ def test_the_dashboard_in_a_real_browser(built, api, source, tmp_path):  # noqa:
         log.close()
         for r in roles:
             r.stop()
+        # The second database and its slot go (the cluster serves the rest of the suite).
+        with psycopg.connect(source.cluster.url(), autocommit=True) as c:
+            for (slot,) in c.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (extra,)).fetchall():
+                wait_for("the slot to be free", lambda: drop_slot(c, slot), timeout=30, every=0.2)
+            c.execute(f'DROP DATABASE IF EXISTS "{extra}" WITH (FORCE)')

@@ -145,18 +145,33 @@ test("the bad day: a stopped table, its dead letter skipped with a note, verify,
   await expect(run).toContainText("table public.prices is stopped");
   await expect(run).toContainText("dlq");
 
-  // The dead letter: its row, its column, the error; skipped with a note, after a confirmation.
+  // The dead letter: its row, its column, the error.
   await page.getByRole("link", { name: "Dead letters" }).click();
-  const letter = page.locator("[data-letter]").first();
-  await expect(letter).toContainText("public.prices");
-  await expect(letter).toContainText("column p");
-  await expect(letter.getByLabel(/The row of dead letter/)).toContainText("NaN");
+  const open = page.locator("[data-letter]").filter({ hasText: "(open)" });
+  await expect(open).toHaveCount(1);
+  await expect(open).toContainText("public.prices");
+  await expect(open).toContainText("column p");
+  await expect(open.getByLabel(/The row of dead letter/)).toContainText("NaN");
+
+  // Retry, after a confirmation that says what it can and cannot mend: the buffered change
+  // still holds NaN, so the table tries it, fails again, and the letter is open again.
+  await open.getByRole("button", { name: /^Retry #/ }).click();
+  await expect(page.getByRole("dialog")).toContainText("comes back the same");
+  await page.getByRole("dialog").getByRole("button", { name: "Retry" }).click();
+  await expect(page.getByRole("dialog")).toBeHidden();
+  await expect(open).toHaveCount(1, { timeout: 60_000 });
+  await expect(open.getByLabel(/The row of dead letter/)).toContainText("NaN");
+
+  // So it is skipped, with a note, after a confirmation.
+  const letter = open.first();
   await letter.getByLabel(/Note/).fill("NaN from the old importer; fixed in the source");
   await letter.getByRole("button", { name: /^Skip #/ }).click();
   await expect(page.getByRole("dialog")).toContainText("left out of the lake");
   await page.getByRole("dialog").getByRole("button", { name: "Skip this change" }).click();
-  await expect(letter).toContainText("(skipped)");
-  await expect(letter).toContainText("NaN from the old importer");
+  const skipped = page.locator("[data-letter]").filter({ hasText: "(skipped)" });
+  await expect(skipped).toHaveCount(1);
+  await expect(skipped).toContainText("NaN from the old importer");
+  await expect(open).toHaveCount(0);
   await noAxeViolations(page);
 
   // The table goes on; verify now finds the lake equal to the source.
