@@ -26,6 +26,8 @@ release=${PHILOTES_RELEASE:-philotes}
 namespace=${PHILOTES_NAMESPACE:-philotes}
 timeout=${PHILOTES_DEPLOY_TIMEOUT:-10m}
 echo "deploy.sh: $release ($env) into namespace $namespace, waiting up to $timeout"
+# The umbrella's subcharts (philotes-worker, -api, -dashboard, …) are local: pack them first.
+"$root/deployments/scripts/helm-deps.sh"
 helm upgrade --install "$release" "$chart" \
   --namespace "$namespace" --create-namespace \
   --values "$chart/values.$env.yaml" \

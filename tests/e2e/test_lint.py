@@ -108,8 +108,12 @@ def test_deploy_sh_says_what_is_wrong_and_runs_helm_with_the_environments_values
     out = subprocess.run([str(script), "prod", "--set", "image.tag=1.2.3"], capture_output=True, text=True,
                          env={"PATH": f"{fake.parent}:/usr/bin:/bin", "PHILOTES_NAMESPACE": "data"})
     assert out.returncode == 0, out.stderr
-    upgrade, status = log.read_text().splitlines()
-    chart = ROOT / "deployments" / "kubernetes" / "helm" / "philotes"
+    *deps, upgrade, status = log.read_text().splitlines()
+    helm_dir = ROOT / "deployments" / "kubernetes" / "helm"
+    chart = helm_dir / "philotes"
+    # The local subcharts are packed into the umbrella first, the umbrella last.
+    assert deps == [f"dependency update {helm_dir / c}" for c in (
+        "philotes-worker", "philotes-api", "philotes-dashboard", "philotes-postgresql", "philotes-objectstore", "philotes")]
     assert upgrade == (f"upgrade --install philotes {chart} --namespace data --create-namespace "
                        f"--values {chart}/values.prod.yaml --wait --timeout 10m --set image.tag=1.2.3")
     assert status == "status philotes --namespace data"
