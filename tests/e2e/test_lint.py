@@ -75,6 +75,9 @@ def test_actionlint_finds_nothing_in_the_workflows():
     assert any("deployments/scripts/deploy.sh" in s for s in steps("deploy", "deploy"))
     assert any("cargo audit" in s for s in steps("security", "cargo-audit"))
     assert any("trivy-action" in s for s in steps("security", "image-scan"))
+    assert any("npm audit" in s for s in steps("security", "npm-audit"))
+    scanned = {m["name"] for m in wf["security"]["jobs"]["image-scan"]["strategy"]["matrix"]["image"]}
+    assert scanned == {"philotes", "philotes-dashboard"}, "every image we ship is scanned"
     # Every workflow starts with the least: read-only contents.
     for name, w in wf.items():
         assert w["permissions"] == {"contents": "read"}, name
