@@ -65,10 +65,12 @@ class Source:
         return run_philotes(cmd, check=check)
 
     def start(self, *extra):
-        """Start `philotes run` in the background (for kill tests)."""
-        return subprocess.Popen(
-            self.philotes_cmd(*extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
+        """Start `philotes run` in the background (for kill tests). Its log goes to a file, not a
+        pipe: a pipe nobody reads fills up after 64 kB and stalls the process. `p.stderr.read()`
+        and `p.communicate()` read the file."""
+        log = tempfile.TemporaryFile(mode="w+")
+        p = subprocess.Popen(self.philotes_cmd(*extra), stdout=subprocess.DEVNULL, stderr=log, text=True)
+        return Logged(p, log)
 
     def lake(self, **kw):
         return Lake(self.data_dir, **kw)
@@ -87,6 +89,26 @@ class Source:
                     except psycopg.errors.ObjectInUse:
                         time.sleep(0.1)
             c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+class Logged:
+    """A process whose stderr is a file: `stderr.read()` gives everything logged so far."""
+
+    def __init__(self, p, log):
+        self._p, self._log = p, log
+        self.stderr = self
+
+    def read(self):
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read()
+
+    def communicate(self, timeout=None):
+        self._p.wait(timeout=timeout)
+        return None, self.read()
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
 
 
 def run_philotes(cmd, check=True, env=None, timeout=900, stdout=subprocess.DEVNULL):

@@ -357,6 +357,12 @@ pub(crate) struct RunArgs {
     /// Time between maintenance passes (e.g. 5m).
     #[arg(long, env = "PHILOTES_MAINTENANCE_INTERVAL")]
     maintenance_interval: Option<String>,
+    /// Keep a mirror table (the current state) beside each changelog.
+    #[arg(long, env = "PHILOTES_MIRROR", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    mirror: Option<bool>,
+    /// Time between the mirrors' steps (e.g. 2s).
+    #[arg(long, env = "PHILOTES_MIRROR_INTERVAL")]
+    mirror_interval: Option<String>,
     /// Size of the files compaction writes (e.g. 128MiB).
     #[arg(long, env = "PHILOTES_COMPACTION_TARGET_SIZE")]
     compaction_target_size: Option<String>,
@@ -417,6 +423,8 @@ impl RunArgs {
             until_caught_up: self.until_caught_up,
             maintenance: self.maintenance,
             maintenance_interval: self.maintenance_interval,
+            mirror: self.mirror,
+            mirror_interval: self.mirror_interval,
             compaction_target_size: self.compaction_target_size,
             snapshot_max_age: self.snapshot_max_age,
             snapshot_keep_min: self.snapshot_keep_min,

@@ -200,6 +200,20 @@ pub const KEYS: &[KeyDoc] = &[
         "Time between maintenance passes over the tables."
     ),
     key!(
+        "mirror",
+        "--mirror",
+        "PHILOTES_MIRROR",
+        "false",
+        "Keep a mirror table `<schema>.<table>` beside each changelog: the source table's current state as a plain Iceberg table any engine reads (decision 020). Tables without a key have none. Off for now: a mirror step holds every change since its position in memory (a large initial copy at once)."
+    ),
+    key!(
+        "mirror_interval",
+        "--mirror-interval",
+        "PHILOTES_MIRROR_INTERVAL",
+        "2s",
+        "Time between the mirrors' steps: a mirror trails its changelog by about this plus the time of one step."
+    ),
+    key!(
         "compaction_target_size",
         "--compaction-target-size",
         "PHILOTES_COMPACTION_TARGET_SIZE",

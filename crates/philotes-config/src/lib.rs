@@ -46,6 +46,8 @@ pub struct Layer {
     pub until_caught_up: Option<bool>,
     pub maintenance: Option<bool>,
     pub maintenance_interval: Option<String>,
+    pub mirror: Option<bool>,
+    pub mirror_interval: Option<String>,
     pub compaction_target_size: Option<String>,
     pub snapshot_max_age: Option<String>,
     pub snapshot_keep_min: Option<usize>,
@@ -116,6 +118,8 @@ impl Layer {
             until_caught_up,
             maintenance,
             maintenance_interval,
+            mirror,
+            mirror_interval,
             compaction_target_size,
             snapshot_max_age,
             snapshot_keep_min,
@@ -209,6 +213,16 @@ impl Layer {
                 Some(s) => Some(parse_duration(s)?),
             },
         };
+        let mirror = MirrorSettings {
+            enabled: self.mirror.unwrap_or(false),
+            interval: duration_or(self.mirror_interval, Duration::from_secs(2))?,
+        };
+        if mirror.interval.is_zero() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "mirror_interval must be above zero; to turn mirror tables off set mirror = false",
+            ));
+        }
         if maintenance.changelog_retention.is_some_and(|d| d.is_zero()) {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -256,6 +270,7 @@ impl Layer {
             stream_large_transactions: self.stream_large_transactions.unwrap_or(true),
             until_caught_up: self.until_caught_up.unwrap_or(false),
             maintenance,
+            mirror,
             metrics_addr: self
                 .metrics_addr
                 .unwrap_or_else(|| DEFAULT_METRICS_ADDR.into()),
@@ -360,6 +375,7 @@ pub struct Settings {
     pub stream_large_transactions: bool,
     pub until_caught_up: bool,
     pub maintenance: MaintenanceSettings,
+    pub mirror: MirrorSettings,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`host:port`, or `off`).
     pub metrics_addr: String,
     /// The control database (`ingest`, `worker`, `migrate`); `None` when not configured.
@@ -374,6 +390,26 @@ pub struct Settings {
 
 /// The default of `metrics_addr`.
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
+
+/// Mirror tables: the current state of each changelog as a plain Iceberg table
+/// (docs/decisions/020-mirror-tables.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MirrorSettings {
+    /// Whether the process that writes the changelogs keeps their mirrors (off until a step's
+    /// memory is bounded: a step reads every change since the mirror's position at once).
+    pub enabled: bool,
+    /// Time between the mirrors' steps (each applies what the changelog committed since).
+    pub interval: Duration,
+}
+
+impl Default for MirrorSettings {
+    fn default() -> Self {
+        MirrorSettings {
+            enabled: false,
+            interval: Duration::from_secs(2),
+        }
+    }
+}
 
 /// Table maintenance: compaction, manifest rewrite, snapshot expiry and orphan cleanup.
 #[derive(Clone, Debug, PartialEq)]

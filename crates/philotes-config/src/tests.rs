@@ -94,6 +94,8 @@ fn every_layer_field_is_documented() {
         "until_caught_up",
         "maintenance",
         "maintenance_interval",
+        "mirror",
+        "mirror_interval",
         "compaction_target_size",
         "snapshot_max_age",
         "snapshot_keep_min",
@@ -109,9 +111,11 @@ fn every_layer_field_is_documented() {
         // and each is accepted by the file layer
         let v = match f {
             "tables" => "[]".to_string(),
-            "s3_path_style" | "until_caught_up" | "stream_large_transactions" | "maintenance" => {
-                "true".to_string()
-            }
+            "s3_path_style"
+            | "until_caught_up"
+            | "stream_large_transactions"
+            | "maintenance"
+            | "mirror" => "true".to_string(),
             "flush_rows" | "batch_rows" => "1".to_string(),
             "buffer_high_rows" | "buffer_low_rows" => "1".to_string(),
             "snapshot_keep_min" => "2".to_string(),

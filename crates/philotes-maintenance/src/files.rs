@@ -50,6 +50,9 @@ pub(crate) fn normalize(path: &str) -> String {
     out
 }
 
+/// Why maintenance leaves a mirror table's files alone (an expected skip, not news).
+pub(crate) const MIRROR_NOT_REWRITABLE: &str = "a mirror table is compacted by its own writer";
+
 /// The data files alive in one snapshot, with the manifests that list them.
 pub(crate) struct Live {
     pub manifests: Vec<ManifestFile>,
@@ -100,7 +103,14 @@ pub(crate) async fn live(
     let manifests = manifests_of(table, snapshot).await?;
     let default_spec = table.metadata().default_partition_spec_id();
     let mut not_rewritable = None;
-    if manifests
+    if table
+        .metadata()
+        .properties()
+        .contains_key(philotes_sink_iceberg::table::MIRROR_OF_KEY)
+    {
+        // Its writer's key index names rows by position: only it may move them.
+        not_rewritable = Some(MIRROR_NOT_REWRITABLE.to_string());
+    } else if manifests
         .iter()
         .any(|m| m.content == ManifestContentType::Deletes)
     {

@@ -37,6 +37,7 @@ mod files;
 mod orphans;
 mod retention;
 mod rewrite;
+pub mod snapshot;
 
 pub use expire::Expiry;
 pub use orphans::Orphans;

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{
-    DataFile, FormatVersion, MAIN_BRANCH, ManifestEntry, ManifestListWriter, ManifestWriterBuilder,
-    Operation, Snapshot, Summary,
+    DataFile, FormatVersion, MAIN_BRANCH, ManifestEntry, ManifestWriterBuilder, Operation,
+    Snapshot, Summary,
 };
 use iceberg::table::Table;
 use iceberg::writer::IcebergWriter;
@@ -23,6 +23,7 @@ use philotes_sink_iceberg::table::{SNAPSHOT_KEY, WATERMARK_KEY, data_file_writer
 use philotes_sink_iceberg::{Guard, Lake, commit_refused};
 
 use crate::files::{Live, ManifestCache, delete_all, lake_error, live, normalize};
+use crate::snapshot::{unique_snapshot_id, write_manifest_list};
 
 /// Files under this share of the target size are compacted.
 const SMALL_SHARE: f64 = 0.75;
@@ -92,7 +93,11 @@ pub(crate) async fn rewrite(lake: &Lake, table: Table, target: u64) -> Result<(T
     let mut cache = ManifestCache::new();
     let current = live(&table, &snapshot, &mut cache).await?;
     if let Some(why) = &current.not_rewritable {
-        tracing::info!(table = %table.identifier(), "not compacting: {why}");
+        if why == crate::files::MIRROR_NOT_REWRITABLE {
+            tracing::debug!(table = %table.identifier(), "not compacting: {why}");
+        } else {
+            tracing::info!(table = %table.identifier(), "not compacting: {why}");
+        }
         return Ok((table, Rewrite::default()));
     }
     let bins = plan_bins(&current.entries, target);
@@ -246,16 +251,6 @@ pub(crate) async fn read_files(
         .read(Box::pin(tasks))
         .map_err(|e| lake_error("cannot read the files to compact", e))?
         .stream())
-}
-
-fn unique_snapshot_id(table: &Table) -> i64 {
-    loop {
-        let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
-        let id = ((a ^ b) as i64).checked_abs().unwrap_or(1);
-        if id != 0 && table.metadata().snapshot_by_id(id).is_none() {
-            return id;
-        }
-    }
 }
 
 /// What a replace snapshot does: files out, files in, and why.
@@ -414,20 +409,16 @@ async fn build_snapshot(
                 .map_err(|e| lake_error("cannot write a manifest", e))?,
         );
     }
-    let list_path = format!("{location}/metadata/snap-{snapshot_id}-1-{commit_id}.avro");
-    let out = io
-        .new_output(&list_path)
-        .map_err(|e| lake_error("cannot write a manifest list", e))?
-        .writer()
-        .await
-        .map_err(|e| lake_error("cannot write a manifest list", e))?;
-    let mut list = ManifestListWriter::v2(out, snapshot_id, Some(base.snapshot_id()), seq);
     let count = manifests.len();
-    list.add_manifests(manifests.into_iter())
-        .map_err(|e| lake_error("cannot write a manifest list", e))?;
-    list.close()
-        .await
-        .map_err(|e| lake_error("cannot write a manifest list", e))?;
+    let list_path = write_manifest_list(
+        table,
+        snapshot_id,
+        Some(base.snapshot_id()),
+        seq,
+        commit_id,
+        manifests,
+    )
+    .await?;
     written.push(list_path.clone());
 
     let summary = Summary {

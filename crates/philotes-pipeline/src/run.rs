@@ -122,6 +122,15 @@ pub(crate) async fn replicate<O: Opener>(
         )
     });
     maintain_tables(&maintained, tables.values());
+    // Mirror tables, from the changelogs, on their own task (docs/decisions/020-mirror-tables.md).
+    let mirrors_on = opener.maintains() && settings.mirror.enabled;
+    let _mirrors = mirrors_on.then(|| {
+        philotes_mirror::spawn(
+            catalog.clone(),
+            maintained.clone(),
+            settings.mirror.interval,
+        )
+    });
 
     // Initial copies of every table that has none committed.
     {
@@ -213,6 +222,13 @@ pub(crate) async fn replicate<O: Opener>(
     }
     let mut stream = live.stream;
     stream.finish().await;
+    if settings.until_caught_up && mirrors_on {
+        // The mirrors reach what the changelogs hold before a batch run exits.
+        drop(_mirrors);
+        maintain_tables(&maintained, applier.tables.values());
+        let mut mirrors = philotes_mirror::Mirrors::default();
+        philotes_mirror::step_all(&catalog, &maintained, &mut mirrors).await;
+    }
     if settings.until_caught_up && maintains {
         // Batch runs (cron) may never live for a maintenance interval: one pass before exiting.
         drop(_maintenance);

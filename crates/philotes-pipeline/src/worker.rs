@@ -56,6 +56,9 @@ pub async fn work(settings: &Settings, id: &str, stop: Arc<AtomicBool>) -> Resul
             settings.maintenance.clone(),
         )
     });
+    let _mirrors = settings.mirror.enabled.then(|| {
+        philotes_mirror::spawn(lake.clone(), maintained.clone(), settings.mirror.interval)
+    });
     let mut attempt = 0u32;
     loop {
         match serve(&mut db, &lake, &maintained, settings, id, &stop).await {

@@ -70,6 +70,8 @@ pub const BUFFERED_BY_KEY: &str = "philotes.buffered-by";
 /// comma-separated — what "per key" means for the current state (`philotes sql`). Field ids,
 /// not names, so a renamed key column stays the key.
 pub const KEY_FIELDS_KEY: &str = "philotes.key-field-ids";
+/// Table property of a mirror table (crate `philotes-mirror`): the changelog it mirrors.
+pub const MIRROR_OF_KEY: &str = "philotes.mirror-of";
 
 /// How often a failed commit is tried before the pipeline gives up (and resumes after restart).
 const COMMIT_ATTEMPTS: u32 = 5;

@@ -24,8 +24,8 @@ pub mod server;
 
 pub use health::{Health, health};
 pub use metrics::{
-    MaintenancePass, TableMetrics, buffer_depth, error, forget_pipeline, maintained,
-    replication_lag, retry, set_pipeline, set_thread_pipeline, slot_status, source_connected,
-    worker_leases,
+    MaintenancePass, TableMetrics, buffer_depth, error, forget_pipeline, maintained, mirror_failed,
+    mirrored, replication_lag, retry, set_pipeline, set_thread_pipeline, slot_status,
+    source_connected, worker_leases,
 };
 pub use server::{Server, probe, serve};

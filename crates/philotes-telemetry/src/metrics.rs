@@ -150,6 +150,9 @@ struct Metrics {
     maintenance_expired: Family<TableLabels, Counter>,
     maintenance_deleted: Family<TableLabels, Counter>,
     maintenance_folded: Family<TableLabels, Counter>,
+    mirror_steps: Family<OutcomeLabels, Counter>,
+    mirror_changes: Family<TableLabels, Counter>,
+    mirror_lag: Family<TableLabels, FloatGauge>,
 }
 
 impl Metrics {
@@ -197,6 +200,9 @@ impl Metrics {
             maintenance_expired: Family::default(),
             maintenance_deleted: Family::default(),
             maintenance_folded: Family::default(),
+            mirror_steps: Family::default(),
+            mirror_changes: Family::default(),
+            mirror_lag: Family::default(),
             registry: Registry::default(),
             declared: Vec::new(),
         };
@@ -356,6 +362,24 @@ impl Metrics {
             "Changes older than changelog_retention folded into the table's base (one row per key), per table",
             None,
             m.maintenance_folded.clone(),
+        );
+        d.add(
+            "mirror_steps",
+            "Steps of a mirror table (the changelog's new changes applied in one commit), by outcome (ok, failed)",
+            None,
+            m.mirror_steps.clone(),
+        );
+        d.add(
+            "mirror_changes_applied",
+            "Changes of the changelog applied to its mirror table",
+            None,
+            m.mirror_changes.clone(),
+        );
+        d.add(
+            "mirror_lag",
+            "How long after the changelog committed its newest changes the mirror table had them too (at the mirror's last commit)",
+            Some(Unit::Seconds),
+            m.mirror_lag.clone(),
         );
         Metrics {
             registry: d.registry,
@@ -665,6 +689,34 @@ pub fn maintained(table: &str, pass: MaintenancePass) {
     m.maintenance_folded
         .get_or_create(&l)
         .inc_by(pass.changes_folded);
+}
+
+/// A step of the mirror table `table` applied `changes` and committed `lag` after the
+/// changelog had them.
+pub fn mirrored(table: &str, changes: u64, lag: Duration) {
+    let m = &*METRICS;
+    let l = t(table);
+    m.mirror_steps
+        .get_or_create(&OutcomeLabels {
+            pipeline: pipeline(),
+            table: table.to_string(),
+            outcome: "ok".to_string(),
+        })
+        .inc();
+    m.mirror_changes.get_or_create(&l).inc_by(changes);
+    m.mirror_lag.get_or_create(&l).set(lag.as_secs_f64());
+}
+
+/// A step of the mirror table `table` failed (the next one tries again).
+pub fn mirror_failed(table: &str) {
+    METRICS
+        .mirror_steps
+        .get_or_create(&OutcomeLabels {
+            pipeline: pipeline(),
+            table: table.to_string(),
+            outcome: "failed".to_string(),
+        })
+        .inc();
 }
 
 #[cfg(test)]
