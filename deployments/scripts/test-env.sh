@@ -63,3 +63,18 @@ if [[ ! -x "$awscli/bin/aws" ]]; then
   "$awscli/bin/pip" install -q awscli==1.46.3
 fi
 echo "test-env: aws CLI ready at $awscli/bin/aws"
+
+# Dagster and the Philotes integration (integrations/dagster) for tests/e2e/test_dagster.py, in
+# their own virtualenv (.venv-dagster): Dagster's pins (grpcio, protobuf, SQLAlchemy) are not ours.
+bash "$root/deployments/scripts/dagster-env.sh"
+
+# Go for the Pulumi program (deployments/pulumi): its modules, and staticcheck for its lint.
+if ! command -v go >/dev/null; then
+  echo "test-env: Go is missing: install Go 1.26 (https://go.dev/dl/) for deployments/pulumi's tests" >&2
+  exit 2
+fi
+echo "test-env: Go modules for deployments/pulumi ($(go version | cut -d' ' -f3)), staticcheck v0.8.2"
+(cd "$root/deployments/pulumi" && go mod download)
+if ! "$(go env GOPATH)/bin/staticcheck" -version 2>/dev/null | grep -q '(0.8.2)'; then
+  GOFLAGS=-buildvcs=false go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what it needs (test-env.sh), checks
-# formatting and lints, runs the Rust tests, then the end-to-end tests against a real
-# PostgreSQL read back with pyiceberg. `.ci/run` calls exactly this.
+# formatting and lints, runs the Rust tests and the Pulumi program's Go tests, then the
+# end-to-end tests against a real PostgreSQL read back with pyiceberg. `.ci/run` calls exactly this.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -22,8 +22,11 @@ cargo build --workspace --locked
 step "cargo test"
 cargo test --workspace --locked
 
-step "fuzzing the pgoutput decoder (2 minutes; any crash fails the run)"
-bash deployments/scripts/fuzz.sh 120
+step "Pulumi program (deployments/pulumi): go vet, staticcheck, go test with Pulumi's mocks"
+(cd deployments/pulumi && go vet ./... && "$(go env GOPATH)/bin/staticcheck" ./... && go test ./...)
+
+step "fuzzing the pgoutput decoder (1 minute; any crash fails the run)"
+bash deployments/scripts/fuzz.sh 60
 
 step "tiny benchmark (proves the benchmark runs; asserts nothing about speed)"
 "$root/.venv/bin/python" deployments/scripts/bench.py --binary target/debug/philotes \
