@@ -111,6 +111,13 @@ class Logged:
         return getattr(self._p, name)
 
 
+def stop_roles(roles):
+    """Stop every role still running (SIGTERM); each must exit 0, or its log's tail says why."""
+    for r in roles:
+        if r.alive():
+            assert r.stop() == 0, r.tail()
+
+
 def run_philotes(cmd, check=True, env=None, timeout=900, stdout=subprocess.DEVNULL):
     """Run a philotes command to its end; returns (exit code, stderr, peak RSS in KiB)."""
     with tempfile.TemporaryFile(mode="w+") as err_file:

@@ -13,7 +13,7 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from conftest import BINARY, ROOT
+from conftest import BINARY, ROOT, stop_roles
 from pgcluster import Cluster, free_port
 from test_service import Role, control_db
 from test_telemetry import wait_for
@@ -562,9 +562,7 @@ def test_pipelines_through_the_api_run_side_by_side_pause_resume_stop_and_delete
             assert r.alive(), r.tail()
             assert PLANTED not in r.log.read_text()
     finally:
-        for r in roles:
-            if r.alive():
-                assert r.stop() == 0, r.tail()
+        stop_roles(roles)
         for src in sources.values():
             src.close()
 
@@ -675,9 +673,7 @@ def test_dead_letters_and_resync_through_the_api(api, source, tmp_path):
         for r in roles:
             assert r.alive(), r.tail()
     finally:
-        for r in roles:
-            if r.alive():
-                assert r.stop() == 0, r.tail()
+        stop_roles(roles)
 
 
 def test_a_pipeline_definition_changes_while_it_runs(api, source, tmp_path):
@@ -762,9 +758,7 @@ def test_a_pipeline_definition_changes_while_it_runs(api, source, tmp_path):
         for r in roles:
             assert r.alive(), r.tail()
     finally:
-        for r in roles:
-            if r.alive():
-                assert r.stop() == 0, r.tail()
+        stop_roles(roles)
     # A FOR ALL TABLES publication takes no list.
     s, _, q = api.call("POST", "/api/v1/pipelines", key=admin, body={"name": "all", "source_id": src["id"]})
     source.sql("CREATE PUBLICATION philotes_all FOR ALL TABLES")

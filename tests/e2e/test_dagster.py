@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, stop_roles
 from test_api import api, source_body, start_managed  # noqa: F401 (the `api` fixture)
 from test_telemetry import wait_for
 
@@ -140,6 +140,4 @@ def test_dagster_sees_the_tables_and_starts_a_run_when_one_moves(api, source, tm
         for r in roles:
             assert r.alive(), r.tail()
     finally:
-        for r in roles:
-            if r.alive():
-                assert r.stop() == 0, r.tail()
+        stop_roles(roles)

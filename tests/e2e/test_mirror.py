@@ -112,3 +112,24 @@ def test_mirrors_are_off_unless_asked_for(source, off):
     source.run(*off)
     names = [t[1] for t in source.lake().catalog.list_tables("public")]
     assert names == ["plain__changelog"]
+
+
+def test_a_table_already_named_like_the_mirror_is_left_alone_and_the_changelog_goes_on(source):
+    """Someone else's `public.orders` is never written: the mirror step says what to do, the
+    changelog is complete, and that table is as it was."""
+    import pyarrow as pa
+    from compare import source_rows as rows
+
+    source.sql("CREATE TABLE orders (id int PRIMARY KEY, total int)")
+    source.sql("INSERT INTO orders SELECT g, g FROM generate_series(1, 20) g")
+    source.run("--mirror=false")
+    lake = source.lake()
+    theirs = lake.catalog.create_table("public.orders", schema=pa.schema([("note", pa.string())]))
+    theirs.append(pa.table({"note": ["mine"]}))
+    source.sql("UPDATE orders SET total = 0 WHERE id = 1")
+    _, err, _ = source.run("--mirror")
+    assert "is not the mirror of public.orders__changelog" in err and "rename or drop it" in err, err[-2000:]
+    assert lake.table("public.orders").scan().to_arrow().to_pylist() == [{"note": "mine"}]
+    got = lake.current_state("public.orders__changelog", ["id"])
+    want = rows(source, "SELECT * FROM orders", ["id"])
+    assert {k: v["total"] for k, v in got.items()} == {k: v["total"] for k, v in want.items()}

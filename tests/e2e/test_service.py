@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from compare import assert_same
-from conftest import BINARY
+from conftest import BINARY, stop_roles
 from test_s3 import s3  # noqa: F401 - the fixture
 from test_telemetry import wait_for
 
@@ -419,9 +419,7 @@ def test_prometheus_scrapes_ingest_and_a_worker_verify_checks_them_and_readyz_fo
     finally:
         if prom:
             prom.stop()
-        for r in roles:
-            if r.alive():
-                assert r.stop() == 0, r.tail()
+        stop_roles(roles)
         control.stop()
 
 
@@ -502,9 +500,7 @@ def test_ingest_drains_the_slot_while_the_object_store_is_down(source, cluster, 
         if moto:
             os.kill(moto, signal.SIGCONT)
         os.environ.pop("PHILOTES_S3_SECRET_ACCESS_KEY", None)
-        for r in roles:
-            if r.alive():
-                assert r.stop() == 0, r.tail()
+        stop_roles(roles)
 
 
 def test_ingest_stays_up_through_source_restarts_and_loses_nothing(cluster, tmp_path):

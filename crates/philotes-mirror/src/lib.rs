@@ -147,6 +147,10 @@ impl Mirror {
         let Some(watermark) = read_progress(&changelog)?.watermark else {
             return Ok(None);
         };
+        // Idle tables cost one load of the changelog a step, nothing more.
+        if self.seen.is_some_and(|w| w >= watermark) {
+            return Ok(None);
+        }
         let mut mirror = schema::open(lake, &changelog, &self.ident).await?;
         let fields = schema::field_map(&mirror)?;
         let position = recorded_position(&mirror)?;
@@ -189,6 +193,7 @@ impl Mirror {
             commit::commit(lake, mirror, &plan, last, watermark, &changelog).await?;
         mirror = table;
         index.after_commit(&plan, added, mirror.metadata().current_snapshot_id());
+        self.seen = Some(watermark);
         step.took = started.elapsed();
         // How long after the changelog committed these changes the mirror has them.
         let had = changelog
